@@ -25,6 +25,7 @@ test: deps lint typecheck importlint pytest
 
 lint: deps
 	$(BIN)/ruff check migration flows tasks sandbox tests benchmarks
+	$(BIN)/ruff format --check -q migration flows tasks sandbox tests benchmarks
 
 typecheck: deps
 	$(BIN)/mypy
