@@ -75,3 +75,22 @@ class RetrySettings(BaseSettings):
     retries: int = Field(default=4, validation_alias="MMRV_TASK_RETRIES")
     base_delay_seconds: float = Field(default=2.0, validation_alias="MMRV_RETRY_BASE_SECONDS")
     jitter_factor: float = Field(default=0.5, validation_alias="MMRV_RETRY_JITTER")
+
+
+class AzureSettings(BaseSettings):
+    """Azure side: where ARM is, which CA to trust, and which credential to use.
+
+    In the cloud: `DefaultAzureCredential`. When `MMRV_AZURE_ACCESS_TOKEN` is set (the
+    sandbox profile sets it, and CI systems that mint their own token can too) that bearer
+    token is used as is.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    arm_url: str = Field(default="https://management.azure.com", validation_alias="MMRV_ARM_URL")
+    arm_scope: str = Field(default="https://management.azure.com/.default", validation_alias="MMRV_ARM_SCOPE")
+    ca_bundle: str | None = Field(default=None, validation_alias="MMRV_CA_BUNDLE")
+    access_token: str | None = Field(default=None, validation_alias="MMRV_AZURE_ACCESS_TOKEN", repr=False)
+    poll_interval: float = Field(default=5.0, validation_alias="MMRV_ARM_POLL_SECONDS")
+    lro_timeout: float = Field(default=1800.0, validation_alias="MMRV_ARM_LRO_TIMEOUT")
+    retry_total: int = Field(default=3, validation_alias="MMRV_ARM_RETRIES")
