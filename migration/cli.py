@@ -6,6 +6,7 @@ or usage (nothing was contacted, nothing changed).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from migration.settings import activate_sandbox_profile, sandbox_dir
 from migration.spec import DEFAULT_SPEC_PATH, Spec, load_spec
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="mmrv-migrate",
@@ -40,6 +41,11 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sandbox_app, name="sandbox")
+run_app = typer.Typer(
+    help="Run one phase of the migration as a Prefect flow in this process: it plans, then applies.",
+    no_args_is_help=True,
+)
+app.add_typer(run_app, name="run")
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", help="The migration spec (YAML). Validated before anything is contacted.")
@@ -99,16 +105,80 @@ def inventory(
         activate_sandbox_profile()
     _prefect_defaults()
     from flows.inventory import inventory_flow
-
     from migration.inventory import render_markdown
 
     result = inventory_flow(spec_path=str(spec), env=env)
-    console.print(render_markdown(result))
+    console.print(render_markdown(result), markup=False, highlight=False, soft_wrap=True)
     if json_out:
         json_out.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        console.print(f"inventory written to {json_out}")
+        console.print(f"inventory written to {json_out}", soft_wrap=True)
     if result.missing:
         raise MigrationError(f"{len(result.missing)} item(s) the spec names are missing on AWS (see above)")
+
+
+PHASES = ("platform",)
+
+
+@app.command()
+def plan(
+    env: EnvOption = "staging",
+    phase: Annotated[str, typer.Option("--phase", help=f"Which phase to plan: {', '.join(PHASES)}.")] = "platform",
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help='Write the plan as JSON: {"actions": [{"kind", "resource", "reason"}]}.'),
+    ] = None,
+) -> None:
+    """Show what a phase would change, and why, without changing anything in any cloud.
+
+    Reads what is there, compares it with the spec and prints one line per resource:
+    + create, ~ update (with the fields), = unchanged, ! blocked (exists but is not owned
+    by mmrv-migrate, so the tool will not touch it). Exit 0 whatever the plan says.
+    """
+    if phase not in PHASES:
+        raise InputError(f"--phase {phase!r} is not a phase; allowed: {', '.join(PHASES)}")
+    parsed = _load(spec, env)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.platform import platform_flow
+
+    plans = [platform_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.select(env)]
+    for p in plans:
+        console.print(p.render_markdown(include_noop=True))
+    if json_out:
+        payload = {
+            "plans": [p.to_json_dict() for p in plans],
+            "actions": [a for p in plans for a in p.to_json_dict()["actions"]],
+        }
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        console.print(f"plan written to {json_out}")
+
+
+@run_app.command("platform")
+def run_platform(
+    env: EnvOption = "staging",
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Create or update the Azure platform of an environment: resource group, ACR, AKS, identities, Key Vault, firewall.
+
+    Plans first (published as a Prefect artifact), applies only what differs, in
+    dependency order, then reads everything back: the plan must be empty afterwards.
+    A rerun after a failure completes what is missing; a rerun after success changes nothing.
+    Refuses to start (changing nothing) when a resource it would change is not its own.
+    """
+    parsed = _load(spec, env)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.platform import platform_flow
+
+    for e in parsed.select(env):
+        result = platform_flow(spec_path=str(spec), env=e.name)
+        console.print(result.plan.render_markdown())
+        console.print(f"[green]{e.name}: {len(result.applied)} change(s) applied and verified[/green]")
 
 
 @sandbox_app.command("up")
@@ -178,12 +248,11 @@ def rehearse(
         activate_sandbox_profile(state)
         _prefect_defaults()
         from flows.inventory import inventory_flow
-
         from migration.inventory import render_markdown
 
         result = inventory_flow(spec_path=str(spec), env="all")
         report = render_markdown(result)
-        console.print(report)
+        console.print(report, markup=False, highlight=False, soft_wrap=True)
         (state / "report.md").write_text(report, encoding="utf-8")
         if result.missing:
             raise MigrationError(f"rehearsal: {len(result.missing)} item(s) missing on the sandbox's AWS side")
