@@ -278,3 +278,7 @@ def main() -> None:
         err_console.print(f"[red]failed:[/red] {exc}", highlight=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
