@@ -6,14 +6,17 @@ or usage (nothing was contacted, nothing changed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from migration.errors import InputError, MigrationError
 from migration.settings import activate_sandbox_profile, sandbox_dir
@@ -46,6 +49,11 @@ run_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(run_app, name="run")
+images_app = typer.Typer(
+    help="Container images: copy one image between registries (the `run images` phase copies MMRV's).",
+    no_args_is_help=True,
+)
+app.add_typer(images_app, name="images")
 
 SpecOption = Annotated[
     Path, typer.Option("--spec", help="The migration spec (YAML). Validated before anything is contacted.")
@@ -60,6 +68,11 @@ EnvOption = Annotated[
     str,
     typer.Option("--env", help="Environment to work on: staging, production, or all (in migration order)."),
 ]
+
+
+def show(report: str) -> None:
+    """Print a rendered report as is: "[staging]" is text here, not a Rich style tag."""
+    console.print(report, markup=False, highlight=False, soft_wrap=True)
 
 
 def _prefect_defaults() -> None:
@@ -108,7 +121,7 @@ def inventory(
     from migration.inventory import render_markdown
 
     result = inventory_flow(spec_path=str(spec), env=env)
-    console.print(render_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    show(render_markdown(result))
     if json_out:
         json_out.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
         console.print(f"inventory written to {json_out}", soft_wrap=True)
@@ -116,7 +129,8 @@ def inventory(
         raise MigrationError(f"{len(result.missing)} item(s) the spec names are missing on AWS (see above)")
 
 
-PHASES = ("platform",)
+PHASES = ("platform", "images")
+STRATEGIES = ("import", "copy", "docker")
 
 
 @app.command()
@@ -142,11 +156,19 @@ def plan(
     if sandbox:
         activate_sandbox_profile()
     _prefect_defaults()
-    from flows.platform import platform_flow
+    if phase == "images":
+        from flows.images import images_flow
 
-    plans = [platform_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.select(env)]
-    for p in plans:
-        console.print(p.render_markdown(include_noop=True))
+        image_plans = [images_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.select(env)]
+        for image_plan in image_plans:
+            show(image_plan.render_markdown())
+        plans = [image_plan.plan for image_plan in image_plans]
+    else:
+        from flows.platform import platform_flow
+
+        plans = [platform_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.select(env)]
+        for p in plans:
+            show(p.render_markdown(include_noop=True))
     if json_out:
         payload = {
             "plans": [p.to_json_dict() for p in plans],
@@ -177,8 +199,177 @@ def run_platform(
 
     for e in parsed.select(env):
         result = platform_flow(spec_path=str(spec), env=e.name)
-        console.print(result.plan.render_markdown())
-        console.print(f"[green]{e.name}: {len(result.applied)} change(s) applied and verified[/green]")
+        show(result.plan.render_markdown())
+        console.print(Text(f"{e.name}: {len(result.applied)} change(s) applied and verified", style="green"))
+
+
+@run_app.command("images")
+def run_images(
+    env: EnvOption = "staging",
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="import (ACR pulls from ECR itself; falls back to copy per image), copy (registry to registry "
+            "through this machine) or docker (through the Docker Engine at DOCKER_HOST). Default: the spec's.",
+        ),
+    ] = None,
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help='Write the ledger: {"images": [{"source", "target", "tags", "bytes_moved"}]}.'),
+    ] = None,
+) -> None:
+    """Carry the images MMRV runs (and may roll back to) from ECR to ACR, digests unchanged and verified.
+
+    Selects every image the active and the last N task definition revisions run, plus the
+    spec's tag filters; plans (present, missing, conflicting tags, bytes to move); transfers
+    what is missing; checks every digest in ACR; prints the ledger. A tag that points to
+    another image in ACR is reported, never overwritten. A rerun moves only what is missing.
+    Exit 1 when an image failed, is blocked by a conflict, or is missing in ECR.
+    """
+    if strategy is not None and strategy not in STRATEGIES:
+        raise InputError(f"--strategy {strategy!r} is not a strategy; allowed: {', '.join(STRATEGIES)}")
+    parsed = _load(spec, env)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.images import images_flow
+    from migration.images import ImagesIncomplete, Ledger
+
+    ledgers: list[Ledger] = []
+    failure: ImagesIncomplete | None = None
+    with _transfer_progress():
+        for e in parsed.select(env):
+            try:
+                result = images_flow(spec_path=str(spec), env=e.name, strategy=strategy)
+            except ImagesIncomplete as exc:
+                ledgers.append(exc.ledger)
+                failure = exc
+                break
+            if result.ledger is not None:
+                ledgers.append(result.ledger)
+    for ledger in ledgers:
+        show(ledger.render_markdown())
+    if json_out:
+        _write_ledgers(json_out, ledgers)
+        console.print(f"ledger written to {json_out}", soft_wrap=True, highlight=False)
+    if failure is not None:
+        raise failure
+
+
+def _write_ledgers(path: Path, ledgers: list[Any]) -> None:
+    if len(ledgers) == 1:
+        payload: dict[str, Any] = ledgers[0].to_json_dict()
+    else:
+        parts = [ledger.to_json_dict() for ledger in ledgers]
+        payload = {"images": [i for part in parts for i in part["images"]], "ledgers": parts}
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _transfer_progress() -> Iterator[None]:
+    """A rich progress bar (bytes moved / to move) on stderr, fed by the transfer's in-process progress events."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from migration.progress import subscribe
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        bars: dict[str, Any] = {}
+
+        def update(what: str, done: int, total: int) -> None:
+            if what not in bars:
+                bars[what] = bar.add_task(what, total=max(total, 1))
+            bar.update(bars[what], completed=max(0, done), total=max(total, done, 1))
+
+        unsubscribe = subscribe(update)
+        try:
+            yield
+        finally:
+            unsubscribe()
+
+
+@images_app.command("copy")
+def images_copy(
+    source: Annotated[str, typer.Argument(help="host/repo:tag or host/repo@sha256:... to copy from")],
+    target: Annotated[str, typer.Argument(help="host/repo[:tag] to copy to (the source's tag when none)")],
+    parallel: Annotated[int, typer.Option("--parallel", min=1, max=64, help="Blob transfers at once.")] = 4,
+    sandbox: SandboxOption = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help='Write {"images": [{"source", "target", "tags", "bytes_moved"}]}.')
+    ] = None,
+) -> None:
+    """Copy one image (an index with all its platforms) between registries, digest unchanged and verified.
+
+    Streams each blob once (GET -> PUT, hashed on the way), mounts blobs the target has in
+    another repository, skips those it has. Credentials: ECR from the AWS credentials, ACR
+    from the Azure ones (token exchange), others from REGISTRY_AUTH_FILE. Exit 2 for a
+    malformed reference or an unknown tag or repository; exit 1 when a registry cannot be
+    reached or refuses the credentials (the message names it).
+    """
+    from migration.images import parse_ref
+
+    src, dst = parse_ref(source), parse_ref(target)
+    if sandbox:
+        activate_sandbox_profile()
+    from migration.clouds.copier import CopyJob, ImageCopier, verify_image
+    from migration.clouds.logins import client_for
+    from migration.errors import NotFoundError
+    from migration.progress import Meter
+
+    pool = 2 * parallel + 2
+    with (
+        client_for(src.registry, pool_size=pool) as src_client,
+        client_for(dst.registry, pool_size=pool) as dst_client,
+    ):
+        try:
+            digest = src.digest or src_client.manifest_digest(src.repository, src.reference)
+        except NotFoundError:
+            digest = None
+        if digest is None:
+            raise InputError(f"{source}: no such tag or repository in {src.registry}")
+        if dst.digest and dst.digest != digest:
+            raise InputError(f"{target}: its digest is not the source's ({digest}); leave the digest out")
+        tag = dst.tag or src.tag
+        tags = (tag,) if tag else ()
+        manifest = src_client.get_manifest(src.repository, digest)
+        meter = Meter(f"{src.repository}@{digest[:19]}", sum(b.size for b in manifest.blobs()))
+        with _transfer_progress():
+            copier = ImageCopier(src_client, dst_client, parallelism=parallel, progress=meter.add)
+            outcome = copier.copy_one(CopyJob(src.repository, digest, tags, target_repository=dst.repository))
+            meter.finish()
+        check = verify_image(dst_client, dst.repository, digest, list(tags))
+    if not check.ok:
+        raise MigrationError(f"registry {dst.registry}: after the copy it does not serve {digest} for {target}")
+    entry = {
+        "source": f"{src.registry}/{src.repository}@{digest}",
+        "target": f"{dst.registry}/{dst.repository}@{digest}",
+        "tags": list(tags),
+        "bytes_moved": outcome.bytes_moved,
+        "blobs": {
+            "uploaded": outcome.blobs_uploaded,
+            "mounted": outcome.blobs_mounted,
+            "present": outcome.blobs_present,
+        },
+    }
+    console.print(
+        f"copied {entry['source']} -> {entry['target']}{' as ' + tag if tag else ''}: "
+        f"{outcome.bytes_moved} bytes moved ({outcome.blobs_uploaded} blob(s) uploaded, "
+        f"{outcome.blobs_mounted} mounted, {outcome.blobs_present} present); digest verified",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    if json_out:
+        json_out.write_text(json.dumps({"images": [entry]}, indent=2) + "\n", encoding="utf-8")
 
 
 @sandbox_app.command("up")
@@ -252,7 +443,7 @@ def rehearse(
 
         result = inventory_flow(spec_path=str(spec), env="all")
         report = render_markdown(result)
-        console.print(report, markup=False, highlight=False, soft_wrap=True)
+        show(report)
         (state / "report.md").write_text(report, encoding="utf-8")
         if result.missing:
             raise MigrationError(f"rehearsal: {len(result.missing)} item(s) missing on the sandbox's AWS side")
@@ -272,10 +463,10 @@ def main() -> None:
         exc.show()  # type: ignore[attr-defined]
         sys.exit(2)
     except InputError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
         sys.exit(2)
     except MigrationError as exc:
-        err_console.print(f"[red]failed:[/red] {exc}", highlight=False)
+        err_console.print(Text.assemble(("failed: ", "red"), str(exc)), highlight=False)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

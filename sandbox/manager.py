@@ -147,9 +147,22 @@ def _start_all(
     record of exactly what it started.
     """
     ports = process.free_ports(2 * len(backends))
+    pairs = list(zip(ports[::2], ports[1::2], strict=True))
+    public = {b.name: f"https://127.0.0.1:{pub}" for b, (_, pub) in zip(backends, pairs, strict=True)}
+    direct = {b.name: f"http://127.0.0.1:{own}" for b, (own, _) in zip(backends, pairs, strict=True)}
     routes = []
-    for backend, backend_port, public_port in zip(backends, ports[::2], ports[1::2], strict=True):
-        state.services[backend.name] = _start_backend(state_dir, spec, backend, backend_port, public_port, progress)
+    for backend, (backend_port, public_port) in zip(backends, pairs, strict=True):
+        ctx = Context(
+            name=backend.name,
+            state_dir=state_dir,
+            spec=spec,
+            port=backend_port,
+            public_port=public_port,
+            public_urls=public,
+            direct_urls=direct,
+            ca_bundle=tls.ca,
+        )
+        state.services[backend.name] = _start_backend(ctx, backend, progress)
         write_state(state_dir, state)
         routes.append(RouteConfig(backend.name, public_port, backend_port, fault_kinds=backend.fault_kinds))
     proxy_config = ProxyConfig(
@@ -202,10 +215,8 @@ def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _start_backend(
-    state_dir: Path, spec: Spec, backend: Backend, port: int, public_port: int, progress: Callable[[str], None]
-) -> ServiceRecord:
-    ctx = Context(name=backend.name, state_dir=state_dir, spec=spec, port=port)
+def _start_backend(ctx: Context, backend: Backend, progress: Callable[[str], None]) -> ServiceRecord:
+    state_dir, port, public_port = ctx.state_dir, ctx.port, ctx.public_port
     argv = backend.command(ctx)
     log_path = state_dir / LOG_DIR / f"{backend.name}.log"
     progress(f"starting {backend.name} on 127.0.0.1:{port} (public https://127.0.0.1:{public_port})")
@@ -345,9 +356,19 @@ def _profile_values(
         "MMRV_SANDBOX_DIR": str(state_dir),
     }
     for backend in backends:
-        url = state.services[backend.name].public_url
+        svc = state.services[backend.name]
+        url = svc.public_url
         for key, template in backend.profile.items():
             values[key] = template.format(url=url, host=url.partition("://")[2])
+        ctx = Context(
+            name=backend.name,
+            state_dir=state_dir,
+            spec=spec,
+            port=svc.backend_port or 0,
+            public_port=svc.public_port or 0,
+            ca_bundle=ca,
+        )
+        values.update(backend.profile_values(ctx))
     return values
 
 

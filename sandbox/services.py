@@ -32,7 +32,18 @@ class Context:
     state_dir: Path
     spec: Spec
     port: int  # the backend's own plain-HTTP port on 127.0.0.1
+    public_port: int = 0  # its TLS front on the fault proxy
+    # every backend's public URL (https://127.0.0.1:PORT) and direct URL, by name: backends
+    # that point at each other (ARM hands out kubeconfigs for the Kubernetes emulator) know
+    # where the others will be before any of them starts
+    public_urls: Mapping[str, str] = field(default_factory=dict)
+    direct_urls: Mapping[str, str] = field(default_factory=dict)
+    ca_bundle: Path | None = None
     python: str = sys.executable  # the venv's interpreter: servers run with the tool's packages
+
+    @property
+    def public_url(self) -> str:
+        return f"https://127.0.0.1:{self.public_port}"
 
     @property
     def home(self) -> Path:
@@ -56,6 +67,8 @@ class Backend:
     requires_module: str | None = None
     # faults this route may inject (None: all kinds)
     fault_kinds: tuple[str, ...] | None = None
+    # profile.env entries computed from the context (e.g. a minted sandbox token)
+    profile_values: Callable[[Context], Mapping[str, str]] = lambda ctx: {}
 
 
 def _moto(ctx: Context) -> list[str]:
@@ -84,6 +97,45 @@ def _amplify(ctx: Context) -> list[str]:
     ]
 
 
+def _azure(ctx: Context) -> list[str]:
+    """ARM + Key Vault: the spec's subscriptions and tenant exist; kubeconfigs point at the Kubernetes emulator."""
+    # a fresh ARM per `up`: its ids and URLs embed this sandbox's ports (moto starts empty too)
+    (ctx.home / "state.json").unlink(missing_ok=True)
+    subscriptions = sorted({e.azure.subscription_id for e in ctx.spec.environments})
+    tenants = {e.azure.tenant_id for e in ctx.spec.environments}
+    argv = [
+        *(ctx.python, "-m", "sandbox.azure", "--host", "127.0.0.1", "--port", str(ctx.port)),
+        *("--state", str(ctx.home / "state.json"), "--public-url", ctx.public_url),
+        *(arg for sub in subscriptions for arg in ("--subscription", sub)),
+        *("--tenant-id", sorted(tenants)[0]),
+        *("--lro-polls", "2", "--lro-seconds", "1", "--lro-retry-after", "0.2"),
+    ]
+    if "kubernetes" in ctx.public_urls:
+        argv += ["--kubernetes-url", ctx.public_urls["kubernetes"] + "/clusters/{cluster}"]
+        if ctx.ca_bundle:
+            argv += ["--kubernetes-ca", str(ctx.ca_bundle)]
+    return argv
+
+
+def _operator_token(ctx: Context) -> Mapping[str, str]:
+    """The deploying principal's bearer token (ARM, Key Vault and AKS audiences); a sandbox value, not a secret."""
+    from sandbox.azure.tokens import ALL_SANDBOX_AUDIENCES, OPERATOR_OID, mint_token
+
+    tenant = ctx.spec.environments[0].azure.tenant_id
+    token = mint_token(OPERATOR_OID, tenant, audience=ALL_SANDBOX_AUDIENCES, lifetime_seconds=30 * 86_400)
+    return {"MMRV_AZURE_ACCESS_TOKEN": token}
+
+
+def _kubernetes(ctx: Context) -> list[str]:
+    """One emulator for every AKS cluster ARM creates (`--any-cluster`), waits compressed tenfold."""
+    (ctx.home / "state.json").unlink(missing_ok=True)  # fresh per `up`, like ARM
+    return [
+        *(ctx.python, "-m", "sandbox.kube", "--host", "127.0.0.1", "--port", str(ctx.port)),
+        *("--state", str(ctx.home / "state.json"), "--public-url", ctx.public_url),
+        *("--any-cluster", "--time-scale", "0.1"),
+    ]
+
+
 BACKENDS: tuple[Backend, ...] = (
     Backend("moto", _moto, health_path="/", env=_moto_env, profile={"AWS_ENDPOINT_URL": "{url}"}),
     registry_backend(
@@ -99,4 +151,13 @@ BACKENDS: tuple[Backend, ...] = (
         requires_module="sandbox.amplify",
         profile={"AWS_ENDPOINT_URL_AMPLIFY": "{url}"},
     ),
+    Backend(
+        "azure",
+        _azure,
+        health_path="/_sandbox/health",
+        requires_module="sandbox.azure",
+        profile={"MMRV_ARM_URL": "{url}"},
+        profile_values=_operator_token,
+    ),
+    Backend("kubernetes", _kubernetes, health_path="/healthz", requires_module="sandbox.kube"),
 )

@@ -28,3 +28,70 @@ def prefect_harness() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def spec_path() -> Path:
     return SPEC_PATH
+
+
+class RunningSandbox:
+    """A sandbox started by `sandbox.manager.up` in a temporary state dir."""
+
+    def __init__(self, state_dir: Path, values: dict[str, str]) -> None:
+        self.state_dir = state_dir
+        self.values = values
+
+    def activate(self) -> dict[str, str | None]:
+        """Point this process at the sandbox (as `--sandbox` does); returns what to restore."""
+        previous = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+        return previous
+
+    @staticmethod
+    def restore(previous: dict[str, str | None]) -> None:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def stats(self) -> dict[str, object]:
+        """The fault proxy's counters per route."""
+        import json
+        import ssl
+        import urllib.request
+
+        url = self.values["AWS_ENDPOINT_URL"] + "/__sandbox/stats"
+        context = ssl.create_default_context(cafile=self.values["MMRV_CA_BUNDLE"])
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            return dict(json.loads(response.read())["routes"])
+
+
+def start_sandbox(state_dir: Path, *, fault_rate: float = 0.0, seed: int = 0) -> RunningSandbox:
+    from migration.spec import load_spec
+    from sandbox.manager import up
+
+    profile = up(state_dir, spec=load_spec(SPEC_PATH), fault_rate=fault_rate, seed=seed)
+    return RunningSandbox(state_dir, dict(profile.values))
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """The whole sandbox (moto, registries, Amplify, ARM, Kubernetes behind the TLS proxy), no faults."""
+    from sandbox.manager import down
+
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    running = start_sandbox(state_dir)
+    try:
+        yield running
+    finally:
+        down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def faulty_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """The same sandbox with 20 % of requests failing the ways real clouds fail."""
+    from sandbox.manager import down
+
+    state_dir = tmp_path_factory.mktemp("sandbox-faults")
+    running = start_sandbox(state_dir, fault_rate=0.2)  # same seed: the same estate, only faults differ
+    try:
+        yield running
+    finally:
+        down(state_dir)
