@@ -187,3 +187,33 @@ def test_plan_json_has_the_stable_shape(tmp_path: Path, emulator: RunningEmulato
     kinds = {a["kind"] for a in data["actions"]}
     assert kinds == {"create"}
     assert all(set(a) >= {"kind", "resource", "reason"} for a in data["actions"])
+
+
+def test_a_permanent_error_fails_at_once_naming_the_resource_and_azures_code(
+    prefect_harness: None, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    import yaml
+
+    from flows.platform import platform_flow
+
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    data["environments"][0]["azure"]["aks"]["kubernetes_version"] = "1.21"  # not offered any more
+    bad = tmp_path / "spec.yaml"
+    bad.write_text(yaml.safe_dump(data))
+
+    state = platform_flow(spec_path=str(bad), env="staging", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(PermanentError) as info:
+        state.result()
+    message = str(info.value)
+    assert "managedClusters/aks-mmrv-staging" in message and "K8sVersionNotSupported" in message
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    aks = [r for r in runs if "managedClusters/aks-mmrv-staging" in r.name]
+    assert len(aks) == 1 and aks[0].run_count == 1, "a permanent error must not be retried"
