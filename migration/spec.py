@@ -21,6 +21,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from migration.errors import SpecError
+from migration.semver import SemverError, parse_range
 
 DEFAULT_SPEC_PATH = Path("deployments/mmrv.yaml")
 ENVIRONMENT_ORDER = ("staging", "production")
@@ -324,6 +325,47 @@ class Approvals(StrictModel):
     timeout_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 86_400
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+    return value
+
+
+def _semver_range(value: str) -> str:
+    try:
+        parse_range(value)
+    except SemverError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class TagFilters(StrictModel):
+    """Tags to carry besides those the task definitions reference: a tag matching any filter is selected."""
+
+    regex: list[Annotated[str, AfterValidator(_regex)]] = Field(default_factory=list)  # full match, e.g. '1\\.4\\..*'
+    semver: Annotated[str, AfterValidator(_semver_range)] | None = None  # e.g. '>=1.3.0 <2.0.0', '^1.4'
+
+
+class Images(StrictModel):
+    """Which images go from ECR to ACR, and how (issue 4).
+
+    `select: referenced` takes every image the active and the last `revisions` task
+    definition revisions run, plus tags matching `tags`; a component no task definition
+    runs (the Amplify front end) gets its newest `revisions + 1` images instead. `all`
+    takes every image of the components' repositories.
+    """
+
+    strategy: Literal["import", "copy", "docker"] = "import"
+    fallback_to_copy: bool = True  # an import ACR cannot do (source unreachable, ...) is copied instead
+    select: Literal["referenced", "all"] = "referenced"
+    revisions: Annotated[int, Field(ge=0, le=100)] = 2
+    tags: TagFilters = Field(default_factory=TagFilters)
+    allow_digest_change: bool = False  # the docker strategy may re-compress layers (a new digest)
+    parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class AwsAccount(StrictModel):
     account_id: AwsAccountId
     region: AwsRegion
@@ -336,6 +378,7 @@ class Spec(StrictModel):
     environments: Annotated[list[Environment], Field(min_length=1)]
     cutover: Cutover = Field(default_factory=Cutover)
     approvals: Approvals
+    images: Images = Field(default_factory=Images)
 
     @model_validator(mode="after")
     def _environments(self) -> Spec:
@@ -449,6 +492,9 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     return lines
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _render_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -456,8 +502,10 @@ def _render_path(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         elif str(part).startswith("function-after") or str(part) in {"str", "int"}:
             continue
-        else:
+        elif _PLAIN_KEY.fullmatch(str(part)):
             out += f".{part}" if out else str(part)
+        else:  # a key a person typed oddly (spaces, newlines): show it quoted, on one line
+            out += f"[{part!r}]"
     return out
 
 

@@ -195,3 +195,58 @@ def test_arbitrary_text_raises_only_spec_errors(text: str) -> None:
         parse_spec(text)
     except SpecError:
         pass
+
+
+# --- images (issue 4) -----------------------------------------------------------------------
+
+
+def test_images_section_defaults() -> None:
+    spec = load_spec(SPEC)
+    assert spec.images.strategy == "import"
+    assert spec.images.select == "referenced"
+    assert spec.images.revisions == 2
+    assert spec.images.tags.regex == [] and spec.images.tags.semver is None
+    assert spec.images.allow_digest_change is False
+    assert spec.images.fallback_to_copy is True
+    assert spec.images.parallelism == 4
+
+
+def test_images_section_accepts_filters_and_strategy() -> None:
+    data = copy.deepcopy(BASE)
+    data["images"] = {
+        "strategy": "copy",
+        "revisions": 0,
+        "select": "all",
+        "tags": {"regex": [r"1\.4\..*", "stable"], "semver": ">=1.3.0 <2.0.0"},
+        "allow_digest_change": True,
+        "parallelism": 8,
+    }
+    images = validate_spec(data).images
+    assert (images.strategy, images.revisions, images.select, images.parallelism) == ("copy", 0, "all", 8)
+    assert images.tags.regex == [r"1\.4\..*", "stable"] and images.tags.semver == ">=1.3.0 <2.0.0"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"strategy": "rsync"}, "images.strategy: Input should be 'import', 'copy' or 'docker' (got 'rsync')"),
+        ({"revisions": -1}, "images.revisions: Input should be greater than or equal to 0"),
+        ({"parallelism": 0}, "images.parallelism: Input should be greater than or equal to 1"),
+        ({"tags": {"regex": ["1.4.("]}}, "images.tags.regex[0]: '1.4.(' is not a regular expression"),
+        ({"tags": {"semver": ">=1.x"}}, "images.tags.semver: '1.x' is not a version"),
+        ({"tags": {"semvar": "^1"}}, "images.tags.semvar: unknown key; allowed keys: regex, semver"),
+        ({"select": "some"}, "images.select: Input should be 'referenced' or 'all' (got 'some')"),
+    ],
+)
+def test_bad_images_section_names_the_field(value: dict[str, Any], expected: str) -> None:
+    data = copy.deepcopy(BASE)
+    data["images"] = value
+    (problem,) = problems_of(data)
+    assert problem.startswith(expected), problem
+
+
+def test_odd_keys_are_quoted_so_each_problem_stays_on_one_line() -> None:
+    data = mutated("components.frontend.smoke_checks", [{"\n": None}])
+    problems = problems_of(data)
+    assert "components.frontend.smoke_checks[0]['\\n']: unknown key" in problems[-1]
+    assert all("\n" not in p for p in problems)
