@@ -451,6 +451,117 @@ def rehearse(
         down(state)
 
 
+# --- translate: offline, on the files the AWS CLI writes ---------------------------------------
+
+translate_app = typer.Typer(
+    help="Translate what runs on AWS into Kubernetes manifests, offline: reads JSON files, contacts nothing.",
+    no_args_is_help=True,
+)
+app.add_typer(translate_app, name="translate")
+_AZURE, _AWS, _SHAPE = "Azure", "AWS inputs", "Kubernetes shape"
+
+
+@translate_app.command("ecs")
+def translate_ecs_command(
+    task_definition: Annotated[
+        Path, typer.Argument(help="`aws ecs describe-task-definition` output (JSON), with or without its wrapper.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for NN-kind-name.yaml, report.md, report.json.")],
+    service: Annotated[
+        Path | None, typer.Option("--service", help="`aws ecs describe-services` output for the service.")
+    ] = None,
+    app_name: Annotated[str, typer.Option("--app", help="The spec's name (labels, names).")] = "mmrv",
+    namespace: Annotated[str | None, typer.Option("--namespace", help="Default: the --app name.")] = None,
+    component: Annotated[str, typer.Option("--component", help="Workload name: <app>-<component>.")] = "backend",
+    image_map: Annotated[
+        list[str], typer.Option("--image-map", help="ECR_IMAGE=ACR_IMAGE@sha256:... (repeat per image).")
+    ] = [],  # noqa: B006
+    keep_tags: Annotated[
+        bool, typer.Option("--keep-tags", help="An unmapped ECR image keeps its tag (on --acr if given).")
+    ] = False,
+    acr: Annotated[str | None, typer.Option("--acr", help="ACR login server, for --keep-tags.")] = None,
+    key_vault: Annotated[str | None, typer.Option("--key-vault", rich_help_panel=_AZURE)] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id", rich_help_panel=_AZURE)] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="Workload identity client id.", rich_help_panel=_AZURE)
+    ] = None,
+    secret_map: Annotated[
+        list[str],
+        typer.Option("--secret-map", help="SECRET_ARN_OR_NAME=KEY_VAULT_SECRET (repeat).", rich_help_panel=_AZURE),
+    ] = [],  # noqa: B006
+    json_keys: Annotated[
+        str,
+        typer.Option("--json-keys", help="split: one Key Vault secret per JSON key; whole.", rich_help_panel=_AZURE),
+    ] = "split",
+    target_group: Annotated[
+        Path | None,
+        typer.Option("--target-group", help="`aws elbv2 describe-target-groups` output.", rich_help_panel=_AWS),
+    ] = None,
+    autoscaling: Annotated[
+        list[Path],
+        typer.Option(
+            "--autoscaling",
+            help="`aws application-autoscaling describe-scalable-targets` output, and optionally "
+            "`describe-scaling-policies` output (give the option twice, any order).",
+            rich_help_panel=_AWS,
+        ),
+    ] = [],  # noqa: B006
+    aws_role_arn: Annotated[
+        str | None, typer.Option("--aws-role-arn", help="IAM role federated for the pods.", rich_help_panel=_AWS)
+    ] = None,
+    aws_region: Annotated[str | None, typer.Option("--aws-region", rich_help_panel=_AWS)] = None,
+    ingress_host: Annotated[
+        list[str],
+        typer.Option(
+            "--ingress-host", help="Expose through an Ingress for this host (repeat).", rich_help_panel=_SHAPE
+        ),
+    ] = [],  # noqa: B006
+    ingress_class: Annotated[str | None, typer.Option("--ingress-class", rich_help_panel=_SHAPE)] = (
+        "webapprouting.kubernetes.azure.com"
+    ),
+    tls_secret: Annotated[str | None, typer.Option("--tls-secret", rich_help_panel=_SHAPE)] = None,
+    env_files: Annotated[
+        str, typer.Option("--env-files", help="configmap (reference one) or error.", rich_help_panel=_SHAPE)
+    ] = "configmap",
+    rollout_deadline: Annotated[
+        int, typer.Option("--rollout-deadline", help="progressDeadlineSeconds.", rich_help_panel=_SHAPE)
+    ] = 600,
+) -> None:
+    """Translate an ECS task definition (+ service) into Kubernetes manifests and a report, offline.
+
+    Writes one YAML file per object, numbered in apply order, and report.md / report.json
+    listing every ECS field with no direct Kubernetes equivalent and what was done about it.
+    Exit 2, naming the field path, on input it cannot translate.
+    """
+    from migration import translate as tr
+
+    task = tr.load_json(task_definition, "task definition")
+    running = tr.unwrap_task_definition(task)[0].get("taskDefinitionArn")
+    ecs_service = tr.unwrap_service(tr.load_json(service, "service"), running) if service else None
+    balancers = (ecs_service or {}).get("loadBalancers") or [{}]
+    group = balancers[0].get("targetGroupArn") if isinstance(balancers[0], dict) else None
+    health = tr.health_check_from_aws(tr.load_json(target_group, "target group"), group) if target_group else None
+    scaling = None
+    if autoscaling:
+        scaling = tr.autoscaling_from_documents([tr.load_json(p, "autoscaling") for p in autoscaling])
+    options = tr.options_from_flags(
+        namespace=namespace, app=app_name, component=component, image_map=image_map, keep_tags=keep_tags, acr=acr,
+        key_vault=key_vault, tenant_id=tenant_id, client_id=client_id, secret_map=secret_map, json_keys=json_keys,
+        env_files=env_files, ingress_hosts=ingress_host, ingress_class=ingress_class, tls_secret=tls_secret,
+        health_check=health, autoscaling=scaling, aws_role_arn=aws_role_arn, aws_region=aws_region,
+        rollout_deadline=rollout_deadline,
+    )  # fmt: skip
+    result = tr.translate_ecs(task, ecs_service, options)
+    written = tr.write_translation(result, out)
+    console.print(f"translated {result.source} -> {out}/", soft_wrap=True, highlight=False, markup=False)
+    for path in written:
+        console.print(f"  {path.name}", highlight=False, markup=False)
+    console.print(tr.summary_line(result), highlight=False, markup=False)
+    for item in result.report:
+        if item.severity != "info":
+            console.print(f"  {item}", soft_wrap=True, highlight=False, markup=False)
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)
