@@ -5,7 +5,9 @@ turns them into exit codes.
 
     MigrationError                 anything the tool explains to a person
     ├── InputError        (exit 2) bad spec, bad flag, bad reference: nothing was contacted
-    │   ├── SpecError              the migration spec failed validation (one line per problem)
+    │   ├── ProblemsError          several problems with one input, one line each
+    │   │   ├── SpecError          the migration spec failed validation
+    │   │   └── TranslationError   an ECS input cannot be translated (migration.translate)
     │   └── SandboxNotRunning      --sandbox given but no sandbox is up
     └── CloudError        (exit 1) a cloud or the sandbox said no, or could not be reached
         ├── TransientError         429, 5xx, throttling, timeouts, LRO still running: retry
@@ -31,15 +33,25 @@ class InputError(MigrationError):
     exit_code = 2
 
 
-class SpecError(InputError):
-    """The migration spec failed validation. `problems` holds one line per problem."""
+class ProblemsError(InputError):
+    """Everything wrong with one input at once: `problems` holds one line per problem."""
 
-    def __init__(self, problems: list[str], source: str = "spec") -> None:
+    verb = ""  # e.g. "cannot translate": said before the count
+
+    def __init__(self, problems: list[str], source: str) -> None:
         self.problems = list(problems)
         self.source = source
         count = len(self.problems)
-        header = f"{source}: {count} problem{'s' if count != 1 else ''}"
+        what = f"{self.verb}, " if self.verb else ""
+        header = f"{source}: {what}{count} problem{'s' if count != 1 else ''}"
         super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+
+
+class SpecError(ProblemsError):
+    """The migration spec failed validation."""
+
+    def __init__(self, problems: list[str], source: str = "spec") -> None:
+        super().__init__(problems, source)
 
 
 class SandboxNotRunning(InputError):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from migration.errors import InputError
+from migration.errors import ProblemsError
 from migration.spec import DNS1123Label, Fqdn, HttpPath, KeyVaultName, Port, Uuid
 from migration.translate.names import LABEL_VALUE, QUALIFIED_NAME
 
@@ -25,15 +25,13 @@ _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
 
-class TranslationError(InputError):
+class TranslationError(ProblemsError):
     """The ECS input (or the options) cannot be translated: one line per problem, each naming the field path."""
 
+    verb = "cannot translate"
+
     def __init__(self, problems: list[str], source: str = "ECS input") -> None:
-        self.problems = list(problems)
-        self.source = source
-        count = len(self.problems)
-        header = f"{source}: cannot translate, {count} problem{'s' if count != 1 else ''}"
-        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+        super().__init__(problems, source)
 
 
 class Frozen(BaseModel):
