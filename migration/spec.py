@@ -146,6 +146,9 @@ EcrRepositoryName = Annotated[
     ),
 ]
 Fqdn = Annotated[str, AfterValidator(_fqdn)]
+HttpUrl = Annotated[
+    str, AfterValidator(_rule(r"https?://[^\s/?#]+[^\s]*", "an http(s) URL like https://host:port/path"))
+]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -303,6 +306,15 @@ class Environment(StrictModel):
 # --- policies ---------------------------------------------------------------------------
 
 
+# The error rate of the Azure side of a name (failed / all requests over $window), in the
+# metric the sandbox's traffic generator serves; in the cloud, write the query for your
+# ingress's metrics (e.g. nginx_ingress_controller_requests{host="$name",status=~"5.."}).
+DEFAULT_ERROR_RATE_QUERY = (
+    'sum(rate(mmrv_requests_total{name="$name",side="azure",outcome="failure"}[$window]))'
+    ' / sum(rate(mmrv_requests_total{name="$name",side="azure"}[$window]))'
+)
+
+
 class Cutover(StrictModel):
     ttl_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
     weight_steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=1)] = Field(
@@ -311,6 +323,14 @@ class Cutover(StrictModel):
     bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600
     error_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     rollback_window_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 72
+    # The gates of every bake: the smoke checks run every `smoke_interval_seconds`; when
+    # `metrics_query_url` names a Prometheus-compatible HTTP API (Azure Monitor managed
+    # Prometheus in the cloud, the traffic generator in the sandbox), `error_rate_query` is
+    # evaluated there as often ($name, $env, $component and $window, the time since the step
+    # began, are filled in) and must stay within `error_budget`.
+    metrics_query_url: HttpUrl | None = None
+    error_rate_query: Annotated[str, Field(min_length=1, max_length=4000)] = DEFAULT_ERROR_RATE_QUERY
+    smoke_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
 
     @model_validator(mode="after")
     def _steps(self) -> Cutover:

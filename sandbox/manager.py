@@ -28,9 +28,10 @@ from migration.errors import CloudError, InputError
 from migration.settings import PROFILE_FILE
 from migration.spec import Spec
 from sandbox import process
+from sandbox.backend import DEFAULT_KUBE_TIME_SCALE, expand
 from sandbox.certs import TlsFiles, ensure_tls
 from sandbox.endpoints import SeedEndpoints
-from sandbox.proxy import HEALTH_PATH, STATS_PATH, ProxyConfig, RouteConfig
+from sandbox.proxy import HEALTH_PATH, STATS_PATH, PathRoute, ProxyConfig, RouteConfig
 from sandbox.services import BACKENDS, ECR_REGISTRY_USER, Backend, Context, ecr_registry_password
 from sandbox.state import (
     READY,
@@ -97,16 +98,24 @@ def up(
     fault_rate: float = 0.0,
     seed: int = 0,
     progress: Callable[[str], None] = lambda m: None,
+    time_scale: float | None = None,
 ) -> SandboxProfile:
-    """Start every backend and the fault proxy, wait until healthy, seed, write profile.env."""
+    """Start every backend and the fault proxy, wait until healthy, seed, write profile.env.
+
+    `time_scale`: real seconds per emulated second in the Kubernetes emulator (default 0.1:
+    rollouts, pulls and back-offs run ten times faster than on AKS).
+    """
     if not 0.0 <= fault_rate <= 1.0:
         raise InputError(f"fault rate {fault_rate} must lie within 0 and 1")
+    scale = DEFAULT_KUBE_TIME_SCALE if time_scale is None else time_scale
+    if not 0.0 < scale <= 10.0:
+        raise InputError(f"time scale {scale} must lie above 0 and at most 10")
     state_dir = state_dir.resolve()
     began = time.monotonic()
     with locked(state_dir):
         _clear_previous(state_dir, progress)
         tls = ensure_tls(state_dir)
-        backends = _available_backends(progress)
+        backends = _available_backends(spec, progress)
         state = SandboxState(
             phase=STARTING,
             started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -115,7 +124,7 @@ def up(
             ca_bundle=str(tls.ca),
         )
         try:
-            _start_all(state_dir, spec, backends, state, tls, progress)
+            _start_all(state_dir, spec, backends, state, tls, progress, scale)
             _wait_healthy(state, tls.ca, progress)
             _seed(state, spec, seed, progress)
             values = _profile_values(state_dir, spec, state, backends, tls.ca)
@@ -140,6 +149,7 @@ def _start_all(
     state: SandboxState,
     tls: TlsFiles,
     progress: Callable[[str], None],
+    kube_time_scale: float = DEFAULT_KUBE_TIME_SCALE,
 ) -> None:
     """Each backend on its own loopback port, then the proxy with one TLS route per backend.
 
@@ -149,7 +159,8 @@ def _start_all(
     ports = process.free_ports(2 * len(backends))
     pairs = list(zip(ports[::2], ports[1::2], strict=True))
     public = {b.name: f"https://127.0.0.1:{pub}" for b, (_, pub) in zip(backends, pairs, strict=True)}
-    direct = {b.name: f"http://127.0.0.1:{own}" for b, (own, _) in zip(backends, pairs, strict=True)}
+    own_port = {b.name: own for b, (own, _) in zip(backends, pairs, strict=True)}
+    direct = {name: f"http://127.0.0.1:{own}" for name, own in own_port.items()}
     routes = []
     for backend, (backend_port, public_port) in zip(backends, pairs, strict=True):
         ctx = Context(
@@ -161,10 +172,17 @@ def _start_all(
             public_urls=public,
             direct_urls=direct,
             ca_bundle=tls.ca,
+            kube_time_scale=kube_time_scale,
         )
         state.services[backend.name] = _start_backend(ctx, backend, progress)
         write_state(state_dir, state)
-        routes.append(RouteConfig(backend.name, public_port, backend_port, fault_kinds=backend.fault_kinds))
+        # e.g. an ACR front's /oauth2/ to the ARM emulator: skipped when that backend is not running
+        paths = tuple(
+            PathRoute(prefix, own_port[target]) for prefix, target in backend.path_routes.items() if target in own_port
+        )
+        routes.append(
+            RouteConfig(backend.name, public_port, backend_port, fault_kinds=backend.fault_kinds, paths=paths)
+        )
     proxy_config = ProxyConfig(
         certfile=str(tls.server_cert),
         keyfile=str(tls.server_key),
@@ -176,9 +194,9 @@ def _start_all(
     write_state(state_dir, state)
 
 
-def _available_backends(progress: Callable[[str], None]) -> list[Backend]:
+def _available_backends(spec: Spec, progress: Callable[[str], None]) -> list[Backend]:
     available = []
-    for backend in BACKENDS:
+    for backend in expand(BACKENDS, spec):
         if backend.requires_module and importlib.util.find_spec(backend.requires_module) is None:
             # progress, not a log warning: the CLI shows progress, and would show it twice
             progress(f"warning: {backend.requires_module} is missing: starting without {backend.name}")
@@ -366,6 +384,8 @@ def _profile_values(
             spec=spec,
             port=svc.backend_port or 0,
             public_port=svc.public_port or 0,
+            public_urls={name: s.public_url for name, s in state.services.items() if name != PROXY},
+            direct_urls={name: s.direct_url for name, s in state.services.items() if s.direct_url},
             ca_bundle=ca,
         )
         values.update(backend.profile_values(ctx))

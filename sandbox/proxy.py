@@ -10,6 +10,11 @@ run with the same seed fails the same way), it injects one fault:
     lost         after the upstream processed it: the response is read and thrown away,
                  and the client connection is closed without an answer
 
+A route may send some paths elsewhere (`RouteConfig.paths`, longest prefix first): an ACR
+front sends `/oauth2/` to the ARM emulator (ACR's token service) and everything else to its
+registry, so a client sees one host as with `<name>.azurecr.io`. Faults apply the same way
+whichever upstream serves the path.
+
 Otherwise the request is forwarded faithfully: method, target, every end-to-end header
 (the original Host, which the registry builds URLs from, and Authorization included),
 plus X-Forwarded-Proto/-For; bodies are streamed both ways with backpressure, so memory
@@ -85,6 +90,15 @@ HOP_BY_HOP = frozenset(
 
 
 @dataclass(frozen=True)
+class PathRoute:
+    """Requests whose path starts with `prefix` go to this upstream instead of the route's own."""
+
+    prefix: str
+    upstream_port: int
+    upstream_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     name: str
     listen_port: int
@@ -92,6 +106,13 @@ class RouteConfig:
     upstream_host: str = "127.0.0.1"
     fault_rate: float | None = None  # None: the proxy-wide rate
     fault_kinds: tuple[str, ...] | None = None  # None: the proxy-wide kinds
+    paths: tuple[PathRoute, ...] = ()  # path-prefix exceptions to the upstream above
+
+    def upstream_for(self, path: str) -> tuple[str, int]:
+        for route in sorted(self.paths, key=lambda p: len(p.prefix), reverse=True):
+            if path.startswith(route.prefix):
+                return route.upstream_host, route.upstream_port
+        return self.upstream_host, self.upstream_port
 
 
 @dataclass(frozen=True)
@@ -120,7 +141,13 @@ class ProxyConfig:
     def from_json(cls, text: str) -> ProxyConfig:
         data: dict[str, Any] = json.loads(text)
         routes = tuple(
-            RouteConfig(**{**r, "fault_kinds": tuple(r["fault_kinds"]) if r.get("fault_kinds") else None})
+            RouteConfig(
+                **{
+                    **r,
+                    "fault_kinds": tuple(r["fault_kinds"]) if r.get("fault_kinds") else None,
+                    "paths": tuple(PathRoute(**p) for p in r.get("paths") or ()),
+                }
+            )
             for r in data.pop("routes")
         )
         if "fault_kinds" in data:
@@ -341,7 +368,9 @@ class ClientConnection:
         self.reader = reader
         self.writer = writer
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        self.upstream: Upstream | None = None
+        self.upstream: Upstream | None = None  # the one the current request uses
+        # one keep-alive connection per upstream this client's requests went to
+        self.upstreams: dict[tuple[str, int], Upstream] = {}
         self.request: h11.Request | None = None  # the one being served
         peer = writer.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else "unknown"
@@ -361,8 +390,8 @@ class ClientConnection:
         except Exception:  # a bug here must show in the log with its route, not kill the listener
             log.exception("route=%s: unexpected error; connection dropped", self.route.config.name)
         finally:
-            if self.upstream is not None:
-                self.upstream.close()
+            for upstream in self.upstreams.values():
+                upstream.close()
             self._close()
 
     # -- low-level I/O on the client side --
@@ -499,18 +528,21 @@ class ClientConnection:
             headers.append((b"host", f"127.0.0.1:{self.route.config.listen_port}".encode()))
         return headers
 
-    async def _connect_upstream(self) -> Upstream:
-        if self.upstream is not None and not self.upstream.reusable():
-            self.upstream.close()
-            self.upstream = None
-        if self.upstream is None:
-            config = self.route.config
-            self.upstream = await Upstream.open(config.upstream_host, config.upstream_port)
-        return self.upstream
+    async def _connect_upstream(self, path: str) -> Upstream:
+        target = self.route.config.upstream_for(path)
+        upstream = self.upstreams.pop(target, None)
+        if upstream is not None and not upstream.reusable():
+            upstream.close()
+            upstream = None
+        if upstream is None:
+            upstream = await Upstream.open(*target)
+        self.upstreams[target] = self.upstream = upstream
+        return upstream
 
     def _drop_upstream(self) -> None:
         if self.upstream is not None:
             self.upstream.close()
+            self.upstreams = {k: v for k, v in self.upstreams.items() if v is not self.upstream}
             self.upstream = None
 
     async def _pump_request_body(self, upstream: Upstream) -> None:
@@ -532,7 +564,7 @@ class ClientConnection:
     async def _forward(self, request: h11.Request, *, lose_response: bool) -> bool:
         stats = self.route.stats
         try:
-            upstream = await self._connect_upstream()
+            upstream = await self._connect_upstream(request.target.split(b"?", 1)[0].decode("ascii", "replace"))
             headers = self._upstream_headers(request)
             await upstream.send(h11.Request(method=request.method, target=request.target, headers=headers))
         except _UpstreamFailed as exc:
@@ -635,13 +667,17 @@ class Proxy:
                 ssl_handshake_timeout=30,
             )
             self.servers.append(server)
+            exceptions = "".join(
+                f", {p.prefix}* -> http://{p.upstream_host}:{p.upstream_port}" for p in route.config.paths
+            )
             log.info(
-                "route %s: https://%s:%d -> http://%s:%d (fault rate %.2f, kinds %s)",
+                "route %s: https://%s:%d -> http://%s:%d%s (fault rate %.2f, kinds %s)",
                 route.config.name,
                 self.config.host,
                 route.config.listen_port,
                 route.config.upstream_host,
                 route.config.upstream_port,
+                exceptions,
                 route.rate,
                 ",".join(route.kinds),
             )

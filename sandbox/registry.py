@@ -1,4 +1,4 @@
-"""A Distribution (`docker-registry`) instance as a sandbox backend: its config and htpasswd.
+"""A Distribution (`docker-registry`) instance as a sandbox backend: its config, and htpasswd or token auth.
 
 Plain HTTP on loopback; the fault proxy terminates TLS in front of it. Distribution accepts
 htpasswd basic auth over plain HTTP (verified with 2.8.2: 401 with a Basic challenge, 200
@@ -54,11 +54,30 @@ def write_htpasswd(path: Path, user: str, password: str) -> None:
 
 def prepare_registry(root: Path, *, name: str, port: int, user: str, password: str) -> list[str]:
     """Write `<root>/config.yml` and `<root>/htpasswd`; return the command that serves it."""
+    htpasswd = root / "htpasswd"
+    root.mkdir(parents=True, exist_ok=True)
+    write_htpasswd(htpasswd, user, password)
+    return _write_config(root, name, port, {"htpasswd": {"realm": f"mmrv-sandbox-{name}", "path": str(htpasswd)}})
+
+
+def prepare_token_registry(
+    root: Path, *, name: str, port: int, realm: str, service: str, issuer: str, root_cert: Path
+) -> list[str]:
+    """A registry that takes bearer tokens only (Distribution's `auth.token`), as ACR's does.
+
+    A client without a token gets `401` with `WWW-Authenticate: Bearer realm="<realm>",
+    service="<service>",scope="..."`; a token must be a JWT signed by the key of `root_cert`
+    (x5c), with `iss` = issuer, `aud` = service and an `access` claim naming the repository
+    and actions, else 401 (`insufficient_scope` when it merely lacks the action).
+    """
+    auth = {"token": {"realm": realm, "service": service, "issuer": issuer, "rootcertbundle": str(root_cert)}}
+    return _write_config(root, name, port, auth)
+
+
+def _write_config(root: Path, name: str, port: int, auth: dict[str, object]) -> list[str]:
     binary = _require(REGISTRY_BINARY, "docker-registry")
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
-    htpasswd = root / "htpasswd"
-    write_htpasswd(htpasswd, user, password)
     config = {
         "version": "0.1",
         "log": {"level": "info", "formatter": "text", "fields": {"service": name}},
@@ -75,7 +94,7 @@ def prepare_registry(root: Path, *, name: str, port: int, user: str, password: s
             "relativeurls": True,
             "headers": {"X-Content-Type-Options": ["nosniff"]},
         },
-        "auth": {"htpasswd": {"realm": f"mmrv-sandbox-{name}", "path": str(htpasswd)}},
+        "auth": auth,
     }
     config_path = root / "config.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -1,20 +1,21 @@
 """The sandbox's backends, declared: what to start, how to tell it is up, what it adds to the profile.
 
-Adding a backend (ARM + Key Vault emulator, the ACR registry, a Kubernetes API emulator) is
-one more `Backend(...)` in `BACKENDS`; the manager gives it a loopback port, a TLS front on
-the fault proxy, a log file, a health wait, a place in the state file and its profile keys,
-with no new control flow.
+Adding a backend is one more `Backend(...)` (sandbox/backend.py) in `BACKENDS`; the manager
+gives it a loopback port, a TLS front on the fault proxy, a log file, a health wait, a place in
+the state file and its profile keys, with no new control flow. The ACR registries are a family
+(one per ACR of the spec) and the wiring between the emulators lives in sandbox/wiring.py.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from migration.spec import Spec
+from sandbox.backend import Backend, Context
 from sandbox.registry import prepare_registry
+from sandbox.wiring import acr_backends, azure_acr_args, kube_wiring_args
+
+__all__ = ["BACKENDS", "ECR_REGISTRY_USER", "Backend", "Context", "ecr_registry_password"]
 
 ECR_REGISTRY_USER = "AWS"
 
@@ -24,55 +25,9 @@ def ecr_registry_password(spec: Spec) -> str:
     return f"{spec.aws.account_id}-auth-token"
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a backend needs to know to start."""
-
-    name: str
-    state_dir: Path
-    spec: Spec
-    port: int  # the backend's own plain-HTTP port on 127.0.0.1
-    public_port: int = 0  # its TLS front on the fault proxy
-    # every backend's public URL (https://127.0.0.1:PORT) and direct URL, by name: backends
-    # that point at each other (ARM hands out kubeconfigs for the Kubernetes emulator) know
-    # where the others will be before any of them starts
-    public_urls: Mapping[str, str] = field(default_factory=dict)
-    direct_urls: Mapping[str, str] = field(default_factory=dict)
-    ca_bundle: Path | None = None
-    python: str = sys.executable  # the venv's interpreter: servers run with the tool's packages
-
-    @property
-    def public_url(self) -> str:
-        return f"https://127.0.0.1:{self.public_port}"
-
-    @property
-    def home(self) -> Path:
-        """A directory of the backend's own under the state dir (config, data)."""
-        path = self.state_dir / self.name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    # writes whatever config the backend needs and returns its command line
-    command: Callable[[Context], list[str]]
-    # GET this on the backend's own port; any HTTP response means it is up
-    health_path: str = "/"
-    env: Callable[[Context], Mapping[str, str]] = lambda ctx: {}
-    # profile.env entries; "{url}" is the public https://127.0.0.1:PORT, "{host}" its host:port
-    profile: Mapping[str, str] = field(default_factory=dict)
-    # an optional backend written elsewhere: skipped with a warning while this module is missing
-    requires_module: str | None = None
-    # faults this route may inject (None: all kinds)
-    fault_kinds: tuple[str, ...] | None = None
-    # profile.env entries computed from the context (e.g. a minted sandbox token)
-    profile_values: Callable[[Context], Mapping[str, str]] = lambda ctx: {}
-
-
 def _moto(ctx: Context) -> list[str]:
-    return [ctx.python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ctx.port)]
+    # moto.server with Route 53 change batches applied all or nothing, as Route 53 does (sandbox/moto_server.py)
+    return [ctx.python, "-m", "sandbox.moto_server", "-H", "127.0.0.1", "-p", str(ctx.port)]
 
 
 def _moto_env(ctx: Context) -> Mapping[str, str]:
@@ -81,7 +36,7 @@ def _moto_env(ctx: Context) -> Mapping[str, str]:
 
 
 def registry_backend(name: str, *, user: str, password: Callable[[Spec], str], profile: Mapping[str, str]) -> Backend:
-    """A Distribution registry with htpasswd auth (the ECR registry now, the ACR one later)."""
+    """A Distribution registry with htpasswd auth (the ECR registry; the ACRs use token auth: wiring.py)."""
 
     def command(ctx: Context) -> list[str]:
         return prepare_registry(ctx.home, name=ctx.name, port=ctx.port, user=user, password=password(ctx.spec))
@@ -114,7 +69,7 @@ def _azure(ctx: Context) -> list[str]:
         argv += ["--kubernetes-url", ctx.public_urls["kubernetes"] + "/clusters/{cluster}"]
         if ctx.ca_bundle:
             argv += ["--kubernetes-ca", str(ctx.ca_bundle)]
-    return argv
+    return argv + azure_acr_args(ctx)
 
 
 def _operator_token(ctx: Context) -> Mapping[str, str]:
@@ -127,12 +82,21 @@ def _operator_token(ctx: Context) -> Mapping[str, str]:
 
 
 def _kubernetes(ctx: Context) -> list[str]:
-    """One emulator for every AKS cluster ARM creates (`--any-cluster`), waits compressed tenfold."""
+    """One emulator for every AKS cluster ARM creates (`--any-cluster`), waits compressed (0.1 by default),
+    pulls checked against the ACR registries and AcrPull, CSI secrets read from the vaults."""
     (ctx.home / "state.json").unlink(missing_ok=True)  # fresh per `up`, like ARM
     return [
         *(ctx.python, "-m", "sandbox.kube", "--host", "127.0.0.1", "--port", str(ctx.port)),
-        *("--state", str(ctx.home / "state.json"), "--public-url", ctx.public_url),
-        *("--any-cluster", "--time-scale", "0.1"),
+        *("--state", str(ctx.home / "state.json"), "--public-url", ctx.public_url, "--any-cluster"),
+        *kube_wiring_args(ctx),
+    ]
+
+
+def _aws_workload(ctx: Context) -> list[str]:
+    paths = sorted({c.health_check_path for c in ctx.spec.components.values()})
+    return [
+        *(ctx.python, "-m", "sandbox.workload", "--host", "127.0.0.1", "--port", str(ctx.port), "--side", "aws"),
+        *(arg for path in paths for arg in ("--path", path)),
     ]
 
 
@@ -144,6 +108,8 @@ BACKENDS: tuple[Backend, ...] = (
         password=ecr_registry_password,
         profile={"MMRV_ECR_REGISTRY": "{host}"},
     ),
+    # one Distribution registry per ACR of the spec, token auth by the ARM emulator (sandbox/wiring.py)
+    Backend("acr-registries", lambda ctx: [], instances=acr_backends),
     Backend(
         "amplify",
         _amplify,
@@ -160,4 +126,6 @@ BACKENDS: tuple[Backend, ...] = (
         profile_values=_operator_token,
     ),
     Backend("kubernetes", _kubernetes, health_path="/healthz", requires_module="sandbox.kube"),
+    # the apps on AWS: the ECS services behind the ALBs (and Amplify's hosting), for the cutover's traffic
+    Backend("aws-workload", _aws_workload, health_path="/healthz", requires_module="sandbox.workload"),
 )

@@ -12,8 +12,12 @@ URL scheme, under the public URL (the proxy's, or the request's Host):
     LRO status          {public}/subscriptions/{s}/providers/{ns}/locations/{loc}/operations/{id}
     LRO result          {public}/subscriptions/{s}/providers/{ns}/locations/{loc}/operationResults/{id}
 
+    ACR token service   {loginServer}/oauth2/exchange, /oauth2/token  (each ACR front routes /oauth2/ here)
+    AcrPull check       /_sandbox/authorize-pull                      (the Kubernetes emulator asks it)
+
 Credentials: tokens.py (`SandboxCredential`, `mint_token`). Modules: app (HTTP), arm_routes
-(ARM front door), auth (bearer checks), providers/ (one module per resource provider, on the
-shared engine), lro (long-running operations), store (the state file), rbac (built-in roles),
-keyvault (data plane), oidc (cluster issuers), testing (serve it over TLS in-process for tests).
+(ARM front door), auth (bearer checks), principals (client id -> principal), providers/ (one
+module per resource provider, on the shared engine), lro (long-running operations), store (the
+state file), rbac (built-in roles), keyvault (data plane), oidc (cluster issuers), acr/ (the ACR
+data plane's Azure side: tokens, importImage, pull checks), testing (serve it over TLS in-process).
 """

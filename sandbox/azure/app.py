@@ -6,6 +6,7 @@
 /oidc/{tenant}/{id}/.well-known/openid-configuration                 a cluster's OIDC discovery
 /_sandbox/health                                                     liveness, no auth
 /_sandbox/lro                                                        GET/PUT the LRO pacing and faults
+/oauth2/exchange, /oauth2/token, /_sandbox/authorize-pull            the ACR token service (acr/)
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.azure import arm_routes, keyvault
+from sandbox.azure.acr import endpoints as acr_endpoints
+from sandbox.azure.acr.runtime import AcrRuntime
 from sandbox.azure.config import EmulatorConfig
 from sandbox.azure.errors import ServiceError
+from sandbox.azure.http_log import logged
 from sandbox.azure.lro import Lro
 from sandbox.azure.oidc import discovery_document, issuer_url, known_issuers
 from sandbox.azure.providers.base import ArmRequest, ArmResponse
@@ -40,6 +44,7 @@ class EmulatorState:
     config: EmulatorConfig
     store: Store
     lro: Lro
+    acr: AcrRuntime
 
 
 def _state(request: Request) -> EmulatorState:
@@ -80,18 +85,6 @@ def _render(response: ArmResponse) -> Response:
     return JSONResponse(response.body, status_code=response.status, headers=response.headers)
 
 
-def _logged(request: Request, started: float, response: Response) -> Response:
-    # method, path and status only: bodies (secret values) and query strings never reach the log
-    log.info(
-        "%s %s -> %d (%.1f ms)",
-        request.method,
-        request.scope["path"],
-        response.status_code,
-        (time.perf_counter() - started) * 1000,
-    )
-    return response
-
-
 Work = Callable[[Request, EmulatorState, Any], Response]
 INVALID_ARM_BODY = ServiceError(
     400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
@@ -110,11 +103,11 @@ async def _serve(request: Request, work: Work, invalid_body: ServiceError) -> Re
             response = work(request, state, body)
     except ServiceError as exc:
         response = exc.response()
-    return _logged(request, started, response)
+    return logged(request, started, response)
 
 
 def _arm(request: Request, state: EmulatorState, body: Any) -> Response:
-    principal = arm_routes.authenticate_arm(request.headers.get("authorization"), state.config)
+    principal = arm_routes.authenticate_arm(request.headers.get("authorization"), state.config, state.store)
     query = _query(request)
     req = ArmRequest(
         method=request.method,
@@ -127,6 +120,7 @@ def _arm(request: Request, state: EmulatorState, body: Any) -> Response:
         config=state.config,
         store=state.store,
         lro=state.lro,
+        acr=state.acr,
     )
     arm_routes.authorize_arm(req, request.scope["path"])
     return _render(arm_routes.dispatch(req))
@@ -161,7 +155,7 @@ async def secret_by_id(request: Request) -> Response:
 
 
 def _vault_call(request: Request, state: EmulatorState, vault: Any, segments: list[str], body: Any) -> Response:
-    principal = keyvault.authenticate_vault(request, vault)
+    principal = keyvault.authenticate_vault(request, vault, state.store)
     call = keyvault.VaultCall(
         vault=vault,
         principal=principal,
@@ -230,10 +224,12 @@ def build_app(config: EmulatorConfig) -> Starlette:
         Route("/kv/{vault}", vault_endpoint, methods=ALL_METHODS),
         Route("/kv/{vault}/{rest:path}", vault_endpoint, methods=ALL_METHODS),
         Route("/secrets/{name}/{version}", secret_by_id, methods=["GET"]),
+        *acr_endpoints.routes(),
         Route("/{path:path}", arm_endpoint, methods=ALL_METHODS),
     ]
     app = Starlette(routes=routes, exception_handlers={Exception: _unexpected})
-    app.state.emulator = EmulatorState(config=config, store=store, lro=Lro(store, config.lro))
+    lro = Lro(store, config.lro)
+    app.state.emulator = EmulatorState(config=config, store=store, lro=lro, acr=AcrRuntime(config, store, lro))
     if not config.subscriptions:
         log.warning("no --subscription given: every subscription id is accepted")
     return app

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sandbox.azure.auth import AUDIENCE, EXPIRED, MISSING, TENANT, AuthProblem, authenticate
+from sandbox.azure.auth import AUDIENCE, EXPIRED, INVALID, MISSING, TENANT, AuthProblem, authenticate
 from sandbox.azure.config import EmulatorConfig
 from sandbox.azure.errors import ServiceError, not_found
 from sandbox.azure.lro import IN_PROGRESS, SUCCEEDED
+from sandbox.azure.principals import resolve_principal
 from sandbox.azure.providers import authorization, resources
 from sandbox.azure.providers.base import (
     PROVIDER_ROUTES,
@@ -39,16 +40,21 @@ from sandbox.azure.providers.engine import (
     put_resource,
     require_resource_group,
 )
+from sandbox.azure.store import Store
 from sandbox.azure.tokens import ARM_AUDIENCES, TokenClaims
 
 ALLOWED_AUDIENCES_TEXT = ",".join(f"'{a}'" for a in sorted(ARM_AUDIENCES, reverse=True))
 
 
-def authenticate_arm(authorization_header: str | None, config: EmulatorConfig) -> TokenClaims:
+def authenticate_arm(authorization_header: str | None, config: EmulatorConfig, store: Store) -> TokenClaims:
     try:
-        return authenticate(authorization_header, audiences=ARM_AUDIENCES, tenant_id=config.tenant_id)
+        claims = authenticate(authorization_header, audiences=ARM_AUDIENCES, tenant_id=config.tenant_id)
     except AuthProblem as problem:
         raise _arm_auth_error(problem, config) from None
+    resolved = resolve_principal(store, claims)
+    if resolved is None:
+        raise _arm_auth_error(AuthProblem(INVALID, f"no principal has the client id {claims.appid}"), config)
+    return resolved
 
 
 def _arm_auth_error(problem: AuthProblem, config: EmulatorConfig) -> ServiceError:

@@ -64,8 +64,28 @@ class EmulatorConfig:
     known_principals: tuple[str, ...] = ()
     # loginServer of registries; "{name}" is the lower-cased registry name
     registry_host: str = "{name}.azurecr.io"
+    # registries the sandbox serves: lower-cased name -> loginServer (the proxy front, host:port)
+    # and -> the Distribution registry's own URL (plain http on loopback), for imports
+    registry_hosts: dict[str, str] = field(default_factory=dict)
+    registry_backends: dict[str, str] = field(default_factory=dict)
+    # importImage sources reached elsewhere than https://<host>: lower-cased host -> base URL (the ECR
+    # registry's front -> its own URL, so imports see no injected faults)
+    source_registries: dict[str, str] = field(default_factory=dict)
+    # the RS256 key (and its certificate, sent as x5c) that signs ACR tokens; None: no ACR data plane
+    acr_signing_key: Path | None = None
+    acr_signing_cert: Path | None = None
+    # trust for outgoing HTTPS (import sources behind the sandbox's TLS proxy)
+    ca_bundle: Path | None = None
+    # the operators act as Owner of every subscription on the ACR data plane (Owner's `*`
+    # includes registries/push/write, as in Azure's LegacyRegistryPermissions mode); Key Vault
+    # data actions still need a role assignment, as Owner has none in Azure
+    operators_own_subscriptions: bool = True
     kubernetes_versions: tuple[str, ...] = DEFAULT_KUBERNETES_VERSIONS
     lro: LroSettings = field(default_factory=LroSettings)
+
+    def login_server(self, registry_name: str) -> str:
+        name = registry_name.lower()
+        return self.registry_hosts.get(name) or self.registry_host.replace("{name}", name)
 
     def subscription_known(self, subscription_id: str) -> bool:
         if not self.subscriptions:

@@ -34,8 +34,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.azure.auth import AUDIENCE, MISSING, TENANT, AuthProblem, authenticate
+from sandbox.azure.auth import AUDIENCE, INVALID, MISSING, TENANT, AuthProblem, authenticate
 from sandbox.azure.errors import ServiceError
+from sandbox.azure.principals import resolve_principal
 from sandbox.azure.providers.vaults import find_vault
 from sandbox.azure.rbac import (
     DELETE_SECRET,
@@ -104,15 +105,20 @@ def challenge_header(tenant_id: str) -> str:
     return f'Bearer authorization="https://login.microsoftonline.com/{tenant_id}", resource="{KEY_VAULT_AUDIENCE}"'
 
 
-def authenticate_vault(request: Request, vault: Record) -> TokenClaims:
+def authenticate_vault(request: Request, vault: Record, store: Store) -> TokenClaims:
     tenant = vault["body"]["properties"]["tenantId"]
     challenge = {"WWW-Authenticate": challenge_header(tenant)}
     try:
-        return authenticate(
+        claims = authenticate(
             request.headers.get("authorization"),
             audiences=(KEY_VAULT_AUDIENCE, KEY_VAULT_AUDIENCE + "/"),
             tenant_id=tenant,
         )
+        # a workload identity token may name only its client id: RBAC needs the principal
+        resolved = resolve_principal(store, claims)
+        if resolved is None:
+            raise AuthProblem(INVALID, f"no principal in tenant {tenant} has the client id {claims.appid}", claims)
+        return resolved
     except AuthProblem as problem:
         if problem.kind == MISSING:
             message = "AKV10000: Request is missing a Bearer or PoP token."

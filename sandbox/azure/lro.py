@@ -12,7 +12,9 @@ Both URLs live under the subscription, like ARM's own:
 
 An operation finishes when polled `LroSettings.polls` times or `LroSettings.seconds` after it
 began, whichever is first (see config.py); `advance()` runs at the start of every request so a
-GET of the resource sees a finished operation even if nobody polled it. What finishing means
+GET of the resource sees a finished operation even if nobody polled it. An *external* operation
+(`start(..., external=True)`: real work on another thread, e.g. an ACR import copying blobs)
+finishes only when that work calls `complete()`, or fails after `EXTERNAL_TIMEOUT_SECONDS`. What finishing means
 (mark Succeeded, remove the resource, purge a vault...) is a named *finisher*, registered by
 the provider modules, because operations are persisted and must finish after a restart too.
 """
@@ -36,6 +38,7 @@ IN_PROGRESS = "InProgress"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 KEEP_FINISHED_SECONDS = 3600.0
+EXTERNAL_TIMEOUT_SECONDS = 3600.0  # an external operation nobody completed by then has failed
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class Lro:
     def __init__(self, store: Store, settings: LroSettings) -> None:
         self.store = store
         self.settings = settings
+        # the work behind an external operation died with the previous process
+        with store.transaction():
+            for op in store.operations.values():
+                if op.get("external") and op["status"] == IN_PROGRESS:
+                    self._fail(op, "InternalServerError", "The operation was interrupted by a restart of the emulator.")
 
     def start(
         self,
@@ -77,6 +85,7 @@ class Lro:
         resource_id: str,
         finisher_name: str,
         payload: dict[str, Any] | None = None,
+        external: bool = False,
     ) -> Record:
         op_id = str(uuid.uuid4())
         op: Record = {
@@ -93,6 +102,7 @@ class Lro:
             "polls": 0,
             "status": IN_PROGRESS,
             "fail": self._take_injected_failure(resource_type),
+            "external": external,
         }
         self.store.operations[op_id] = op
         self.store.touch()
@@ -135,7 +145,7 @@ class Lro:
         if op["status"] == IN_PROGRESS:
             op["polls"] += 1
             self.store.touch()
-            if op["polls"] >= self.settings.polls:
+            if op["polls"] >= self.settings.polls and not op.get("external"):
                 self._finish(op)
         return op
 
@@ -143,7 +153,10 @@ class Lro:
         """Finish every operation whose time is up; forget long-finished ones."""
         now = time.time()
         for op in list(self.store.operations.values()):
-            if op["status"] == IN_PROGRESS and now - op["started"] >= self.settings.seconds:
+            if op["status"] == IN_PROGRESS and op.get("external"):
+                if now - op["started"] >= EXTERNAL_TIMEOUT_SECONDS:
+                    self._fail(op, "OperationTimedOut", "The operation did not complete in time.")
+            elif op["status"] == IN_PROGRESS and now - op["started"] >= self.settings.seconds:
                 self._finish(op)
             elif op["status"] != IN_PROGRESS and now - op["started"] > KEEP_FINISHED_SECONDS:
                 del self.store.operations[op["id"]]
@@ -165,6 +178,30 @@ class Lro:
             return
         fn(FinishContext(self.store, self), op, succeeded)
         log.info("operation %s on %s: %s", op["id"], op["resource_id"], op["status"])
+
+    def complete(self, op_id: str, error: dict[str, str] | None = None) -> None:
+        """End an external operation: Succeeded, or Failed with `error` ({"code", "message"}).
+
+        A failure injected through `/_sandbox/lro` (`fail_next`) still applies: the work was
+        done, but the operation reports the injected failure, as a flaky service would.
+        """
+        op = self.store.operations.get(op_id)
+        if op is None or op["status"] != IN_PROGRESS:
+            return
+        if error is not None:
+            self._fail(op, error["code"], error["message"])
+        else:
+            self._finish(op)
+
+    def _fail(self, op: Record, code: str, message: str) -> None:
+        op["status"] = FAILED
+        op["end_time"] = iso_now()
+        op["error"] = {"code": code, "message": message}
+        self.store.touch()
+        fn = FINISHERS.get(op["finisher"])
+        if fn is not None:
+            fn(FinishContext(self.store, self), op, False)
+        log.info("operation %s on %s: Failed (%s)", op["id"], op["resource_id"], code)
 
     def status_body(self, op: Record) -> dict[str, Any]:
         body: dict[str, Any] = {

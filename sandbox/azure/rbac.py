@@ -32,6 +32,12 @@ class RoleDefinition:
     def allows_data_action(self, action: str) -> bool:
         return any(fnmatchcase(action.lower(), pattern.lower()) for pattern in self.data_actions)
 
+    def allows_action(self, action: str) -> bool:
+        """A control-plane action: matched by `actions` and not excluded by `notActions`."""
+        lowered = action.lower()
+        granted = any(fnmatchcase(lowered, pattern.lower()) for pattern in self.actions)
+        return granted and not any(fnmatchcase(lowered, pattern.lower()) for pattern in self.not_actions)
+
     def body(self, scope_prefix: str) -> dict[str, Any]:
         return {
             "id": f"{scope_prefix}/providers/Microsoft.Authorization/roleDefinitions/{self.guid}",
@@ -92,6 +98,12 @@ BUILT_IN_ROLES: dict[str, RoleDefinition] = {
             "AcrPush",
             "acr push",
             ("Microsoft.ContainerRegistry/registries/pull/read", "Microsoft.ContainerRegistry/registries/push/write"),
+        ),
+        RoleDefinition(
+            "c2f4ef07-c644-48eb-af81-4b1b4947fb11",
+            "AcrDelete",
+            "acr delete",
+            ("Microsoft.ContainerRegistry/registries/artifacts/delete",),
         ),
         RoleDefinition(
             "4633458b-17de-408a-b874-0445c86b69e6",
@@ -175,6 +187,17 @@ def assignments_of(store: Store, principal_id: str) -> list[dict[str, Any]]:
         for r in store.of_type(ROLE_ASSIGNMENT_TYPE)
         if r["body"]["properties"]["principalId"].lower() == wanted
     ]
+
+
+def roles_allowing_action(store: Store, principal_id: str, scope: str, action: str) -> list[str]:
+    """Names of the principal's roles at `scope` or above that grant the control-plane `action`."""
+    names = []
+    for assignment in assignments_of(store, principal_id):
+        props = assignment["properties"]
+        guid = role_guid(props["roleDefinitionId"])
+        if guid and scope_covers(props["scope"], scope) and BUILT_IN_ROLES[guid].allows_action(action):
+            names.append(BUILT_IN_ROLES[guid].name)
+    return names
 
 
 def allows_data_action(store: Store, principal_id: str, scope: str, action: str) -> bool:

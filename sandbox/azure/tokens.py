@@ -61,7 +61,7 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True)
 class TokenClaims:
-    oid: str
+    oid: str  # "" when the token names only a client (appid/azp): see principals.resolve_principal
     tid: str
     audiences: tuple[str, ...]
     appid: str | None
@@ -134,9 +134,15 @@ def decode_token(token: str, *, now: float | None = None) -> TokenClaims:
             raise TokenError("signature does not verify with the sandbox key")
     elif alg != "none":
         raise TokenError(f"unsupported alg {alg!r} (the sandbox accepts HS256 or none)")
-    for claim in ("oid", "tid", "aud", "exp"):
+    for claim in ("tid", "aud", "exp"):
         if not claims.get(claim):
             raise TokenError(f"claim {claim!r} is missing")
+    # Entra app tokens always name the principal (`oid`); the Kubernetes emulator's workload
+    # identity tokens may carry only the client id (`appid`/`azp`), which the emulator then
+    # resolves to the identity's principal (principals.py)
+    appid = claims.get("appid") or claims.get("azp")
+    if not claims.get("oid") and not appid:
+        raise TokenError("claim 'oid' is missing (and no 'appid'/'azp' names a client)")
     aud = claims["aud"]
     audiences = (aud,) if isinstance(aud, str) else tuple(str(a) for a in aud)
     try:
@@ -146,10 +152,10 @@ def decode_token(token: str, *, now: float | None = None) -> TokenClaims:
     if exp < (time.time() if now is None else now):
         raise TokenError("the token has expired")
     return TokenClaims(
-        oid=str(claims["oid"]),
+        oid=str(claims.get("oid") or ""),
         tid=str(claims["tid"]),
         audiences=audiences,
-        appid=claims.get("appid"),
+        appid=str(appid) if appid else None,
         principal_type="ServicePrincipal" if claims.get("idtyp") == "app" else "User",
         expires_on=exp,
     )

@@ -25,21 +25,12 @@ from pathlib import Path
 
 import uvicorn
 
+from sandbox.cli_args import key_value_pairs
 from sandbox.kube.app import create_app
 from sandbox.kube.config import EmulatorConfig
 from sandbox.kube.emulator import Emulator
 
 CREDENTIALS_ENV = "KUBE_EMULATOR_REGISTRY_CREDENTIALS"
-
-
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    result = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise SystemExit(f"{option} expects KEY=VALUE, got {value!r}")
-        result[key] = rest
-    return result
 
 
 def _credentials(path: str | None) -> dict[str, tuple[str, str]]:
@@ -88,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         any_cluster=args.any_cluster,
         time_scale=args.time_scale,
         tick=args.tick,
-        registry_map=_pairs(args.registry_map, "--registry-map"),
+        registry_map=key_value_pairs(args.registry_map, "--registry-map"),
         registry_credentials=_credentials(args.registry_credentials),
         allow_unmapped_images=args.allow_unmapped_images,
         authorizer_url=args.authorizer_url,

@@ -6,6 +6,10 @@ Two pluggable callables, each with an HTTP default:
   the image names, through `registry_map` (login server -> base URL): `HEAD
   /v2/<repo>/manifests/<ref>` for existence and digest, then the image config for its
   labels; `mmrv.sandbox/broken: "true"` marks an image whose app fails its health checks.
+  Credentials per host go as basic auth; a registry with token auth (the sandbox's ACRs)
+  answers 401 with `WWW-Authenticate: Bearer realm=...,service=...`, and the checker then
+  does what containerd does: GET the realm with `service`, `scope=repository:<repo>:pull`
+  and the basic credentials, and retries with the bearer token it gets (cached until expiry).
 * `PullAuthorizer(PullRequest) -> Decision`: may the cluster's kubelet identity pull from
   this registry (AcrPull)? The default POSTs the request as JSON to `authorizer_url` and
   reads `{"allowed": bool, "reason": str}`; with no URL every pull is allowed.
@@ -16,9 +20,12 @@ report) sees in the pod's events on AKS.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +46,9 @@ _ACCEPT = ", ".join(
 )
 _NO_AUTH = httpx.Auth()
 _INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_TOKEN_ATTEMPTS = 3  # the realm may sit behind the fault proxy
+_TOKEN_DEFAULT_SECONDS = 60  # Docker's token spec: assume 60 s when `expires_in` is absent
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,7 @@ class RegistryImageChecker:
         self.registry_map = {host: url.rstrip("/") for host, url in registry_map.items()}
         # basic auth per registry host (Distribution's htpasswd); the base Auth sends none
         self._auth = {host: httpx.BasicAuth(user, password) for host, (user, password) in (credentials or {}).items()}
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (host, repository) -> (token, expiry)
         self.allow_unmapped = allow_unmapped
         self._client = httpx.AsyncClient(timeout=10.0, verify=verify, follow_redirects=True)
         self._labels: dict[tuple[str, str], dict[str, str]] = {}  # (registry/repo, digest) -> labels
@@ -174,10 +185,9 @@ class RegistryImageChecker:
                 f'failed to do request: Head "https://{ref.registry}/v2/{ref.repository}/manifests/{ref.reference}": '
                 f"dial tcp: lookup {ref.registry}: no such host",
             )
-        auth = self._auth.get(ref.registry, _NO_AUTH)
         url = f"{base}/v2/{ref.repository}/manifests/{ref.reference}"
         try:
-            response = await self._client.head(url, headers={"Accept": _ACCEPT}, auth=auth)
+            response = await self._send("HEAD", url, ref)
         except httpx.HTTPError as exc:
             raise PullError("Unreachable", f'failed to do request: Head "https://{ref.registry}/v2/'
                                            f'{ref.repository}/manifests/{ref.reference}": {exc}') from exc  # fmt: skip
@@ -188,16 +198,61 @@ class RegistryImageChecker:
         if response.status_code != 200:
             raise PullError("Unreachable", f"unexpected status from HEAD request to {url}: {response.status_code}")
         digest = response.headers.get("docker-content-digest") or ref.digest or ""
-        labels = await self._image_labels(base, ref, digest, auth)
+        labels = await self._image_labels(base, ref, digest)
         return ImageInfo(image, digest, f"{ref.registry}/{ref.repository}@{digest}", labels)
 
-    async def _image_labels(self, base: str, ref: ImageRef, digest: str, auth: httpx.Auth) -> dict[str, str]:
+    async def _send(self, method: str, url: str, ref: ImageRef) -> httpx.Response:
+        """One registry request with the host's credentials: basic, or a bearer token from the realm."""
+        headers = {"Accept": _ACCEPT}
+        cached = self._tokens.pop((ref.registry, ref.repository), None)
+        if cached and cached[1] > time.monotonic():
+            answer = await self._client.request(
+                method, url, headers={**headers, "Authorization": f"Bearer {cached[0]}"}
+            )
+            if answer.status_code != 401:
+                self._tokens[(ref.registry, ref.repository)] = cached
+                return answer
+        response = await self._client.request(method, url, headers=headers, auth=self._auth.get(ref.registry, _NO_AUTH))
+        challenge = response.headers.get("www-authenticate", "")
+        if response.status_code == 401 and challenge.lower().startswith("bearer ") and ref.registry in self._auth:
+            token = await self._fetch_token(ref, dict(_CHALLENGE_PARAM.findall(challenge)))
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+                response = await self._client.request(method, url, headers=headers, auth=_NO_AUTH)
+        return response
+
+    async def _fetch_token(self, ref: ImageRef, challenge: dict[str, str]) -> str | None:
+        """Docker's token protocol: GET realm?service=&scope= with the basic credentials; None when refused."""
+        realm = challenge.get("realm", "")
+        if not realm:
+            return None
+        params = {"service": challenge.get("service", ""), "scope": f"repository:{ref.repository}:pull"}
+        for attempt in range(1, _TOKEN_ATTEMPTS + 1):
+            try:
+                answer = await self._client.get(realm, params=params, auth=self._auth[ref.registry])
+            except httpx.TransportError:
+                answer = None
+            if answer is not None and answer.status_code < 500 and answer.status_code != 429:
+                break
+            if attempt == _TOKEN_ATTEMPTS:
+                return None
+            await asyncio.sleep(0.2 * attempt)
+        if answer is None or answer.status_code != 200:
+            return None
+        body = answer.json()
+        token = str(body.get("token") or body.get("access_token") or "")
+        lifetime = int(body.get("expires_in") or _TOKEN_DEFAULT_SECONDS)
+        if token:
+            self._tokens[(ref.registry, ref.repository)] = (token, time.monotonic() + max(1, lifetime - 10))
+        return token or None
+
+    async def _image_labels(self, base: str, ref: ImageRef, digest: str) -> dict[str, str]:
         cache_key = (f"{ref.registry}/{ref.repository}", digest)
         if cache_key in self._labels:
             return self._labels[cache_key]
         labels: dict[str, str] = {}
         try:
-            manifest = await self._get_json(f"{base}/v2/{ref.repository}/manifests/{digest or ref.reference}", auth)
+            manifest = await self._get_json(f"{base}/v2/{ref.repository}/manifests/{digest or ref.reference}", ref)
             if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
                 chosen = next(
                     (
@@ -208,10 +263,10 @@ class RegistryImageChecker:
                     ),
                     (manifest.get("manifests") or [{}])[0],
                 )
-                manifest = await self._get_json(f"{base}/v2/{ref.repository}/manifests/{chosen.get('digest')}", auth)
+                manifest = await self._get_json(f"{base}/v2/{ref.repository}/manifests/{chosen.get('digest')}", ref)
             config_digest = (manifest.get("config") or {}).get("digest")
             if config_digest:
-                config = await self._get_json(f"{base}/v2/{ref.repository}/blobs/{config_digest}", auth)
+                config = await self._get_json(f"{base}/v2/{ref.repository}/blobs/{config_digest}", ref)
                 labels = dict(((config.get("config") or {}).get("Labels")) or {})
         except (httpx.HTTPError, ValueError) as exc:
             # the image exists; a config we cannot read only means we know no labels
@@ -220,8 +275,8 @@ class RegistryImageChecker:
         self._labels[cache_key] = labels
         return labels
 
-    async def _get_json(self, url: str, auth: httpx.Auth) -> dict[str, Any]:
-        response = await self._client.get(url, headers={"Accept": _ACCEPT}, auth=auth)
+    async def _get_json(self, url: str, ref: ImageRef) -> dict[str, Any]:
+        response = await self._send("GET", url, ref)
         response.raise_for_status()
         data = json.loads(response.content)
         return data if isinstance(data, dict) else {}

@@ -30,7 +30,17 @@ from botocore.exceptions import ClientError
 
 from sandbox import process
 from sandbox.certs import TlsFiles, ensure_tls
-from sandbox.proxy import FAULT_KINDS, LOST, RESET, STATS_PATH, THROTTLE, UNAVAILABLE, ProxyConfig, RouteConfig
+from sandbox.proxy import (
+    FAULT_KINDS,
+    LOST,
+    RESET,
+    STATS_PATH,
+    THROTTLE,
+    UNAVAILABLE,
+    PathRoute,
+    ProxyConfig,
+    RouteConfig,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -250,6 +260,14 @@ def proxy(
         *({**forced(kind), **to_upstream} for kind in FAULT_KINDS),
         {"name": "dead", "upstream_port": dead_port},
         {"name": "moto", "upstream_port": moto_port, "fault_rate": 0.3},
+        # an ACR front's shape: one path prefix to another upstream, the rest to the route's own
+        {"name": "split", "upstream_port": dead_port, "paths": (PathRoute("/echo", upstream.port),)},
+        {
+            **forced(THROTTLE),
+            "name": "split-throttled",
+            "upstream_port": dead_port,
+            "paths": (PathRoute("/echo", upstream.port),),
+        },
     ]
     running = start_proxy(tmp_path_factory.mktemp("proxy"), tls, routes, seed=11)
     wait_for(lambda: process.port_accepts(moto_port), "moto")
@@ -384,6 +402,22 @@ def test_expect_100_continue(proxy: RunningProxy) -> None:
 
 def test_unreachable_upstream_is_502(client: httpx.Client, proxy: RunningProxy) -> None:
     assert client.get(proxy.url("dead", "/anything")).status_code == 502
+
+
+def test_path_routes_pick_the_upstream_per_request(proxy: RunningProxy, upstream: Upstream) -> None:
+    conn = http.client.HTTPSConnection("127.0.0.1", proxy.ports["split"], context=client_ssl(proxy.tls))
+    statuses = []
+    for path in ("/echo?x=1", "/v2/", "/echo"):  # one keep-alive connection, two upstreams
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        statuses.append(response.status)
+    conn.close()
+    assert statuses == [200, 502, 200]
+    hits = upstream.hits()
+    with httpx.Client(verify=client_ssl(proxy.tls)) as client:
+        assert client.get(proxy.url("split-throttled", "/echo")).status_code == 429  # faults apply to path routes
+    assert upstream.hits() == hits
 
 
 # --- faults, as a client sees them ------------------------------------------------------

@@ -37,6 +37,8 @@ class ArmRequest:
     config: EmulatorConfig
     store: Store
     lro: Lro
+    # the ACR data plane's runtime (sandbox.azure.acr.runtime.AcrRuntime), for importImage
+    acr: Any = None
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or 400 InvalidRequestContent."""

@@ -2,7 +2,9 @@
 
 Shapes follow the 2025-11-01 REST examples (RegistryCreate.json, RegistryCheckNameNotAvailable.json).
 A taken name answers 409 AlreadyInUse "The registry DNS name <name>.azurecr.io is already in use."
-as ACR does; `loginServer` is `--registry-host` with `{name}` filled in (default `<name>.azurecr.io`).
+as ACR does; `loginServer` is the registry's `--registry-host-map` entry (the sandbox's proxy
+front, `127.0.0.1:PORT`) or `--registry-host` with `{name}` filled in (default `<name>.azurecr.io`).
+`importImage` (POST) is the ACR module's (sandbox/azure/acr/importer.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _taken_by_other(store: Store, name: str, own_id: str | None) -> Record | Non
 
 
 def _login_server(req: ArmRequest, name: str) -> str:
-    return req.config.registry_host.replace("{name}", name.lower())
+    return req.config.login_server(name)
 
 
 class Registries(ResourceKind):
@@ -106,6 +108,14 @@ class Registries(ResourceKind):
         if body.get("identity"):
             stored["identity"] = body["identity"]
         return stored
+
+    def action(self, req: ArmRequest, record: Record, name: str) -> ArmResponse:
+        if name.lower() == "importimage" and req.acr is not None:
+            # imported here: the ACR package imports the providers package, which imports this module
+            from sandbox.azure.acr.importer import start_import
+
+            return start_import(req, record, req.acr)
+        return super().action(req, record, name)
 
 
 register_kind(Registries())
