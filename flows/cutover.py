@@ -180,13 +180,14 @@ def _original(run: _Run, zone_id: str, name: str, current: list[RecordSet], azur
     if saved is not None:
         plan = plan_name(name, saved.record_sets, azure_target, policy)
         try:
-            plan.position(current)
+            done = plan.position(current)
         except CutoverError:
             if saved.status not in ("restored", "rolled-back") or has_our_weighted_sets(current):
                 raise
             run.logger.info("%s: changed since its last restore: saving the records Route 53 shows now", name)
         else:
-            run.saved[name] = saved
+            # a cutover starting (again) from the original publishes its rollback target for this run's audit too
+            run.saved[name] = run.store(saved, audit=True) if done == 0 else saved
             return plan
     elif has_our_weighted_sets(current):
         raise CutoverError(

@@ -94,3 +94,30 @@ class AzureSettings(BaseSettings):
     poll_interval: float = Field(default=5.0, validation_alias="MMRV_ARM_POLL_SECONDS")
     lro_timeout: float = Field(default=1800.0, validation_alias="MMRV_ARM_LRO_TIMEOUT")
     retry_total: int = Field(default=3, validation_alias="MMRV_ARM_RETRIES")
+
+
+class RegistrySettings(BaseSettings):
+    """How to reach registries' data planes (the OCI distribution API) and a Docker Engine.
+
+    `MMRV_PLAIN_HTTP_REGISTRIES` lists hosts (host:port, comma-separated) spoken to over
+    plain http, like Docker's insecure-registries; everything else is https, verified
+    against `MMRV_CA_BUNDLE` when set (else the system's trust store). `REGISTRY_AUTH_FILE`
+    (the containers auth.json / Docker config.json format, what skopeo and podman read)
+    may hold credentials for registries the tool has no other way to log in to.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    ca_bundle: str | None = Field(default=None, validation_alias="MMRV_CA_BUNDLE")
+    plain_http: str = Field(default="", validation_alias="MMRV_PLAIN_HTTP_REGISTRIES")
+    auth_file: str | None = Field(default=None, validation_alias="REGISTRY_AUTH_FILE")
+    max_attempts: int = Field(default=8, validation_alias="MMRV_REGISTRY_MAX_ATTEMPTS")
+    backoff_seconds: float = Field(default=0.25, validation_alias="MMRV_REGISTRY_BACKOFF_SECONDS")
+    connect_timeout: float = Field(default=10.0, validation_alias="MMRV_CONNECT_TIMEOUT")
+    read_timeout: float = Field(default=120.0, validation_alias="MMRV_REGISTRY_READ_TIMEOUT")
+    chunk_threshold: int = Field(default=256 * 1024 * 1024, validation_alias="MMRV_REGISTRY_CHUNK_THRESHOLD")
+    chunk_size: int = Field(default=64 * 1024 * 1024, validation_alias="MMRV_REGISTRY_CHUNK_SIZE")
+    docker_host: str | None = Field(default=None, validation_alias="DOCKER_HOST")
+
+    def is_plain_http(self, host: str) -> bool:
+        return host in {h.strip() for h in self.plain_http.split(",") if h.strip()}

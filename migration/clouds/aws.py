@@ -22,6 +22,8 @@ Secret values are never read: Secrets Manager is used through `list_secrets` and
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 from collections.abc import Callable, Iterator
@@ -39,6 +41,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from migration.clouds.registry import BasicLogin
 from migration.errors import CloudError, NotFoundError, PermanentError, TransientError
 from migration.inventory import (
     AliasTarget,
@@ -326,6 +329,23 @@ class AwsGateway:
             for d in details
         ]
         return sorted(images, key=lambda i: (i.pushed_at is not None, i.pushed_at, i.digest), reverse=True)
+
+    def get_registry_login(self) -> BasicLogin:
+        """The ECR registry's basic credentials (`AWS` and a 12-hour token) from `get_authorization_token`.
+
+        The password is a secret: it goes into registry requests and ACR import bodies,
+        never into a message, a log line or a Prefect result.
+        """
+        out = self._call("ecr", "get_authorization_token")
+        data = (out.get("authorizationData") or [{}])[0]
+        try:
+            decoded = base64.b64decode(data.get("authorizationToken") or "", validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        user, sep, password = decoded.partition(":")
+        if not sep or not user:
+            raise PermanentError("ecr", "get_authorization_token returned no usable token")
+        return BasicLogin(username=user, password=password, expires_at=data.get("expiresAt"))
 
     # --- Amplify ----------------------------------------------------------------------
 

@@ -288,6 +288,26 @@ class ArmGateway:
             except ResourceNotFoundError:
                 return
 
+    def import_image(self, registry_id: str, body: dict[str, Any]) -> None:
+        """ACR's server-side import (`registries.begin_import_image`), waited for.
+
+        `body` is the REST `ImportImageParameters`: source (registryUri or resourceId,
+        sourceImage, credentials), targetTags, untaggedTargetRepositories, mode. It carries
+        the source registry's password: errors name the registry and image, never the body.
+        """
+        ids = ArmId.parse(registry_id)
+        image = str((body.get("source") or {}).get("sourceImage", ""))
+        with azure_errors(f"{ids.names[0]}: import of {image}"):
+            poller = self.client("acr").registries.begin_import_image(ids.resource_group, ids.names[0], body)
+            _wait(poller, self.settings.lro_timeout)
+
+    def access_token(self) -> str:
+        """An Entra access token for ARM's audience: what ACR's /oauth2/exchange takes (as `az acr login`)."""
+        try:
+            return self.credential.get_token(self.settings.arm_scope).token
+        except ClientAuthenticationError as exc:
+            raise PermanentError("azure", f"cannot get an Entra token: {_message(exc)}") from None
+
     def cluster_user_kubeconfig(self, cluster_id: str) -> str:
         """The AKS kubeconfig from `listClusterUserCredential` (in the cloud and the sandbox alike)."""
         ids = ArmId.parse(cluster_id)

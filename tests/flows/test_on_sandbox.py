@@ -79,7 +79,17 @@ def _secret_values(sandbox: RunningSandbox) -> list[str]:
     return values
 
 
-def test_inventory_is_identical_with_20_percent_faults(sandbox: RunningSandbox, faulty_sandbox: RunningSandbox) -> None:
+def fault_tolerant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tool's default retry budget (other fixtures of the session shrink it for speed), quicker backoff."""
+    monkeypatch.setenv("MMRV_AWS_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("MMRV_TASK_RETRIES", "4")
+    monkeypatch.setenv("MMRV_RETRY_BASE_SECONDS", "0.3")
+
+
+def test_inventory_is_identical_with_20_percent_faults(
+    sandbox: RunningSandbox, faulty_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault_tolerant(monkeypatch)
     results = []
     for box in (sandbox, faulty_sandbox):
         previous = box.activate()
@@ -120,18 +130,20 @@ def test_no_secret_value_in_logs_artifacts_or_json(on: RunningSandbox, tmp_path:
         assert not leaked, f"secret values found in {where}: {leaked}"  # ... never by value
 
 
-def test_platform_completes_identically_under_faults(sandbox: RunningSandbox, faulty_sandbox: RunningSandbox) -> None:
+def test_platform_completes_identically_under_faults(
+    sandbox: RunningSandbox, faulty_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.platform import platform_flow
+
+    fault_tolerant(monkeypatch)
 
     outcomes = []
     for box in (sandbox, faulty_sandbox):
         previous = box.activate()
         try:
-            os.environ["MMRV_RETRY_BASE_SECONDS"] = "0.3"
             first = platform_flow(spec_path=str(SPEC_PATH), env="production")
             again = platform_flow(spec_path=str(SPEC_PATH), env="production", dry_run=True)
         finally:
-            os.environ.pop("MMRV_RETRY_BASE_SECONDS", None)
             RunningSandbox.restore(previous)
         assert again.plan.is_empty, again.plan.render_markdown()
         outcomes.append(([(a.kind, a.resource) for a in first.plan.actions], sorted(first.applied)))

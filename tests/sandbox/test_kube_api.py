@@ -221,7 +221,12 @@ def test_generation_bumps_on_spec_changes_only(api: client.ApiClient, ns: str) -
     scaled = apps.patch_namespaced_deployment("gen", ns, {"spec": {"replicas": 0}})
     assert scaled.metadata.generation == 2
     unchanged = apps.patch_namespaced_deployment("gen", ns, {"spec": {"replicas": 0}})
-    assert unchanged.metadata.resource_version == scaled.metadata.resource_version  # a no-op write is no write
+    assert unchanged.metadata.generation == 2  # the same spec again is no spec change
+    # a no-op write is no write: shown on a ConfigMap, which no controller touches in the meantime
+    core = client.CoreV1Api(api)
+    created = core.create_namespaced_config_map(ns, {"metadata": {"name": "noop"}, "data": {"a": "1"}})
+    same = core.patch_namespaced_config_map("noop", ns, {"data": {"a": "1"}})
+    assert same.metadata.resource_version == created.metadata.resource_version
     scale = apps.read_namespaced_deployment_scale("gen", ns)
     assert scale.spec.replicas == 0 and scale.status.selector == "app=gen"
     apps.patch_namespaced_deployment_scale("gen", ns, {"spec": {"replicas": 3}})
