@@ -426,9 +426,13 @@ def rehearse(
     fault_rate: Annotated[float, typer.Option("--fault-rate", min=0.0, max=0.9)] = 0.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Rehearse the migration on the sandbox: up, run, report, down.
+    """Rehearse the migration on the sandbox: up, inventory, migrate, check, report, down.
 
-    Today the rehearsal covers what has landed: the inventory of MMRV's AWS estate.
+    What the rehearsal plays today (what has landed): the inventory of MMRV's AWS estate,
+    then for staging and then production the Azure platform and the images ECR -> ACR,
+    then a check that re-planning the platform finds nothing to change. The report is
+    printed and kept in .sandbox/report.md (after `sandbox down` too). Exit 0 only when
+    every step succeeded.
     """
     from sandbox.manager import down, up
 
@@ -439,14 +443,34 @@ def rehearse(
         activate_sandbox_profile(state)
         _prefect_defaults()
         from flows.inventory import inventory_flow
+        from flows.migration import migration_flow
+        from flows.platform import platform_flow
         from migration.inventory import render_markdown
 
-        result = inventory_flow(spec_path=str(spec), env="all")
-        report = render_markdown(result)
+        inventory_result = inventory_flow(spec_path=str(spec), env="all")
+        if inventory_result.missing:
+            show(render_markdown(inventory_result))
+            raise MigrationError(
+                f"rehearsal: {len(inventory_result.missing)} item(s) missing on the sandbox's AWS side"
+            )
+        migrated = migration_flow(spec_path=str(spec), env="all")
+        replans = [platform_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.environments]
+        report = "\n".join(
+            [
+                render_markdown(inventory_result),
+                migrated.render_markdown(),
+                "## Check after the migration",
+                "",
+                *(f"- {p.summary()}" for p in replans),
+                "",
+            ]
+        )
         show(report)
         (state / "report.md").write_text(report, encoding="utf-8")
-        if result.missing:
-            raise MigrationError(f"rehearsal: {len(result.missing)} item(s) missing on the sandbox's AWS side")
+        drifted = [p for p in replans if not p.is_empty]
+        if drifted:
+            raise MigrationError(f"rehearsal: the platform differs from the spec after the run: {drifted[0].summary()}")
+        console.print(Text(f"rehearsal complete; report in {state / 'report.md'}", style="green"))
     finally:
         down(state)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,9 @@ def _signing_files(ctx: Context) -> SigningFiles:
 def _acr_command(ctx: Context) -> list[str]:
     from sandbox.azure.acr.signing import ISSUER
 
+    # a fresh, empty ACR per `up`, like the ARM registry resource it belongs to (ECR keeps its
+    # seeded content: the seed is deterministic)
+    shutil.rmtree(ctx.home / "data", ignore_errors=True)
     login_server = f"127.0.0.1:{ctx.public_port}"
     return prepare_token_registry(
         ctx.home,
