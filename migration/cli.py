@@ -38,9 +38,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs wrap to the terminal, not at our line breaks
 )
 sandbox_app = typer.Typer(
-    help="The local sandbox: real HTTP servers on 127.0.0.1 standing in for AWS (and later Azure).",
+    help="The local sandbox: real HTTP servers on 127.0.0.1 standing in for AWS and Azure.",
     no_args_is_help=True,
 )
 app.add_typer(sandbox_app, name="sandbox")
@@ -201,6 +202,66 @@ def run_platform(
         result = platform_flow(spec_path=str(spec), env=e.name)
         show(result.plan.render_markdown())
         console.print(Text(f"{e.name}: {len(result.applied)} change(s) applied and verified", style="green"))
+
+
+@run_app.command("cutover")
+def run_cutover(
+    env: EnvOption = "staging",
+    component: Annotated[
+        str, typer.Option("--component", help="Whose public names move: backend or frontend.")
+    ] = "backend",
+    azure_target: Annotated[
+        str | None,
+        typer.Option(
+            "--azure-target",
+            help="The AKS load balancer's IP (for A records) or host name (for CNAMEs). Not with --rollback.",
+        ),
+    ] = None,
+    azure_url: Annotated[
+        str | None,
+        typer.Option("--azure-url", help="Where the smoke checks reach Azure (default http://<azure-target>)."),
+    ] = None,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option("--metrics-url", help="Prometheus-compatible API for the error-rate gate (overrides the spec)."),
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Put back the DNS records saved before the cutover, exactly.")
+    ] = False,
+    time_scale: Annotated[
+        float, typer.Option("--time-scale", help="Multiply every wait (TTL, bake, polling): 1 in the cloud.")
+    ] = 1.0,
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Move a component's public names from AWS to Azure with weighted Route 53 records, or roll back.
+
+    For each name: save the record sets exactly (the rollback target), lower the TTL and
+    wait out the old one, then shift the weights in the spec's steps (e.g. 10, 50, 100),
+    holding each for the bake time while the gates run (the smoke checks against Azure,
+    and the error rate when the spec names a metrics endpoint). A failed gate restores the
+    saved records exactly and exits 1. At 100 % AWS stays at weight 0, warm for the
+    rollback window; `--rollback` restores the saved records at any time.
+    """
+    if env == "all":
+        raise InputError("--env must name one environment for a cutover: staging or production")
+    _load(spec, env)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.cutover import cutover_flow
+
+    report = cutover_flow(
+        spec_path=str(spec),
+        env=env,
+        component=component,
+        azure_target=azure_target,
+        azure_url=azure_url,
+        rollback=rollback,
+        time_scale=time_scale,
+        metrics_query_url=metrics_url,
+    )
+    console.print(Text(f"{env} {component}: {report.outcome}", style="green"))
 
 
 @run_app.command("images")
