@@ -513,15 +513,22 @@ class RegistryClient:
         found: set[str] = set()
         path: str | None = "/v2/_catalog?n=1000"
         scope = "registry:catalog:*"
+        hidden = (401, 403, 404, 405)
         while path:
+            page = path
+
+            def once(page: str = page) -> httpx.Response:
+                response = self._send("GET", page, scope=scope, what="GET /v2/_catalog")
+                if response.status_code not in (200, *hidden):
+                    self._fail(response, "GET /v2/_catalog")  # 429/5xx: transient, retried like every request
+                return response
+
             try:
-                response = self._send("GET", path, scope=scope, what="GET /v2/_catalog")
+                response = self.retrying("GET /v2/_catalog", once)
             except PermanentError:
                 return None
-            if response.status_code in (401, 403, 404, 405):
+            if response.status_code in hidden:
                 return None
-            if response.status_code != 200:
-                self._fail(response, "GET /v2/_catalog")
             found.update(str(r) for r in _json(response).get("repositories") or [])
             link = response.headers.get("link", "")
             m = re.match(r"\s*<([^>]+)>\s*;\s*rel=\"?next\"?", link)
