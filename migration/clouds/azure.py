@@ -11,6 +11,7 @@ PermanentError (validation, authorization, quota) naming the resource and Azure'
 from __future__ import annotations
 
 import base64
+import importlib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,8 +117,6 @@ def _msrest(module: str, name: str) -> Callable[[dict[str, Any]], Any]:
     """Old-style SDKs (msi, authorization) take models, not dicts: deserialize the REST body."""
 
     def build(body: dict[str, Any]) -> Any:
-        import importlib
-
         cls = getattr(importlib.import_module(module), name)
         return cls.deserialize(body)
 
@@ -198,6 +197,18 @@ HANDLERS |= {
 }
 
 
+# Handler.client -> the official SDK's management client
+CLIENTS: dict[str, tuple[str, str]] = {
+    "resource": ("azure.mgmt.resource.resources", "ResourceManagementClient"),
+    "acr": ("azure.mgmt.containerregistry", "ContainerRegistryManagementClient"),
+    "aks": ("azure.mgmt.containerservice", "ContainerServiceClient"),
+    "msi": ("azure.mgmt.msi", "ManagedServiceIdentityClient"),
+    "authorization": ("azure.mgmt.authorization", "AuthorizationManagementClient"),
+    "keyvault": ("azure.mgmt.keyvault", "KeyVaultManagementClient"),
+    "network": ("azure.mgmt.network", "NetworkManagementClient"),
+}
+
+
 class ArmGateway:
     """ARM for one subscription. Build it inside a task from `AzureSettings()`."""
 
@@ -224,37 +235,9 @@ class ArmGateway:
         return self._clients[kind]
 
     def _build(self, kind: str) -> Any:
-        kw = self._client_kwargs()
-        sub = self.subscription_id
-        if kind == "resource":
-            from azure.mgmt.resource.resources import ResourceManagementClient
-
-            return ResourceManagementClient(self.credential, sub, **kw)
-        if kind == "acr":
-            from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-
-            return ContainerRegistryManagementClient(self.credential, sub, **kw)
-        if kind == "aks":
-            from azure.mgmt.containerservice import ContainerServiceClient
-
-            return ContainerServiceClient(self.credential, sub, **kw)
-        if kind == "msi":
-            from azure.mgmt.msi import ManagedServiceIdentityClient
-
-            return ManagedServiceIdentityClient(self.credential, sub, **kw)
-        if kind == "authorization":
-            from azure.mgmt.authorization import AuthorizationManagementClient
-
-            return AuthorizationManagementClient(self.credential, sub, **kw)
-        if kind == "keyvault":
-            from azure.mgmt.keyvault import KeyVaultManagementClient
-
-            return KeyVaultManagementClient(self.credential, sub, **kw)
-        if kind == "network":
-            from azure.mgmt.network import NetworkManagementClient
-
-            return NetworkManagementClient(self.credential, sub, **kw)
-        raise ValueError(kind)
+        module, name = CLIENTS[kind]  # imported on first use: each SDK is large to import
+        client_class = getattr(importlib.import_module(module), name)
+        return client_class(self.credential, self.subscription_id, **self._client_kwargs())
 
     def _handler(self, resource_type: str) -> Handler:
         try:
