@@ -7,13 +7,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := docker-registry skopeo podman apache2-utils
-APT_COMMANDS := docker-registry skopeo podman htpasswd
+APT_PACKAGES := docker-registry skopeo podman apache2-utils chromium
+APT_COMMANDS := docker-registry skopeo podman htpasswd chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# the browser test (tests/ui) uses Debian's chromium, never a downloaded browser
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PREFECT_LOGGING_LEVEL ?= INFO
 
 .PHONY: rehearse test lint typecheck importlint pytest bench deps apt clean

@@ -186,8 +186,11 @@ def _original(run: _Run, zone_id: str, name: str, current: list[RecordSet], azur
                 raise
             run.logger.info("%s: changed since its last restore: saving the records Route 53 shows now", name)
         else:
-            # a cutover starting (again) from the original publishes its rollback target for this run's audit too
-            run.saved[name] = run.store(saved, audit=True) if done == 0 else saved
+            # a cutover starting (again) from the original publishes its rollback target for this run's audit
+            # too, and records this run's Azure target (a later drift check or resume replays with it)
+            if done == 0:
+                saved = run.store(saved.model_copy(update={"azure_target": azure_target}), audit=True)
+            run.saved[name] = saved
             return plan
     elif has_our_weighted_sets(current):
         raise CutoverError(

@@ -17,7 +17,7 @@ from migration.platform import PlatformOutputs, plan_platform
 from migration.settings import RetrySettings
 from migration.spec import DEFAULT_SPEC_PATH, load_spec
 from tasks.defaults import with_retries
-from tasks.platform import apply_resource, read_observed, read_outputs
+from tasks.platform import apply_resource, read_deployer, read_observed, read_outputs
 
 
 class PlatformResult(BaseModel):
@@ -40,8 +40,10 @@ def platform_flow(
     read, apply, outputs_of = (with_retries(t, retry) for t in (read_observed, apply_resource, read_outputs))
     spec = load_spec(spec_path)
     environment = spec.environment(env)
+    # whoever runs the tool gets Key Vault Secrets Officer on the vault (the secrets phase writes there)
+    deployer = with_retries(read_deployer, retry)(spec_path, env)
 
-    plan = plan_platform(spec, environment, read(spec_path, env))
+    plan = plan_platform(spec, environment, read(spec_path, env, deployer), deployer)
     create_markdown_artifact(
         key=f"platform-plan-{env}",
         markdown=f"# Azure platform plan: {env}\n\n{plan.render_markdown()}",
@@ -63,12 +65,12 @@ def platform_flow(
         upstream = [futures[d] for d in action.depends_on if d in futures]
         futures[action.resource] = apply.with_options(
             task_run_name=f"{action.kind}[{env}] {_label(action.resource)}"
-        ).submit(spec_path, env, action.resource, wait_for=upstream)
+        ).submit(spec_path, env, action.resource, deployer, wait_for=upstream)
     wait(list(futures.values()))
     for future in futures.values():
         future.result()  # raises the first failure with its message
 
-    after = plan_platform(spec, environment, read(spec_path, env))
+    after = plan_platform(spec, environment, read(spec_path, env, deployer), deployer)
     if not after.is_empty:
         raise PermanentError(
             "azure", f"read-back after apply still differs: {after.summary()}\n{after.render_markdown()}"

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from migration.errors import MigrationError
 from migration.plan import Plan
 
 Outcome = Literal["approved", "rejected", "timed_out", "not_allowed"]
@@ -78,4 +79,62 @@ def render_request(
     lines += [p.render_markdown() for p in plans] or ["(no plan)"]
     lines += ["", "### Evidence so far", ""]
     lines += [f"- {e}" for e in evidence] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+_TITLES: dict[Outcome, str] = {
+    "approved": "approved",
+    "rejected": "rejected, the migration stops here",
+    "timed_out": "no decision in time, the migration stops here",
+    "not_allowed": "answered by someone not on the allow-list, the migration stops here",
+}
+
+
+def stop_message(decision: Decision) -> str:
+    """What a refused gate says in the flow's final state, the CLI and the log."""
+    return f"approval gate {decision.summary()}. Nothing in production changed."
+
+
+class ApprovalRefused(MigrationError):
+    """A gate did not approve: rejected, timed out, or answered by someone not allowed (exit 1)."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(stop_message(decision))
+
+    def __reduce__(self) -> tuple[type[ApprovalRefused], tuple[Decision]]:
+        return (type(self), (self.decision,))  # pickles with its decision (Prefect may persist it)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|") or "-"
+
+
+def render_decision(
+    decision: Decision, *, requested_at: datetime, timeout_seconds: int, approvers: list[str], request: str
+) -> str:
+    """The audit record of one gate: who decided what, when and why, and what they were shown."""
+    if decision.auto:
+        who = "nobody: automatic (`--auto-approve`, a rehearsal)"
+    elif decision.approver is None:
+        who = "nobody"
+    elif decision.outcome == "not_allowed":
+        who = f"{decision.approver} (not an approver)"
+    else:
+        who = decision.approver
+    waited = (decision.decided_at - requested_at).total_seconds()
+    production = "may change: the migration continues" if decision.go else "unchanged: the migration stops here"
+    rows = [
+        ("outcome", decision.outcome),
+        ("decided by", who),
+        ("why", decision.reason or "(no reason given)"),
+        ("requested at", requested_at.isoformat(timespec="seconds")),
+        ("decided at", decision.decided_at.isoformat(timespec="seconds")),
+        ("waited", f"{waited:.0f} s of at most {timeout_seconds} s"),
+        ("approvers", ", ".join(approvers)),
+        ("production", production),
+    ]
+    lines = [f"# Approval gate `{decision.gate}`: {_TITLES[decision.outcome]}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+    lines += ["", "## What the approvers were asked", "", request.strip() or "(no description)"]
     return "\n".join(lines) + "\n"

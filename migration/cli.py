@@ -1,7 +1,7 @@
 """`mmrv-migrate`: the command line. The only place that turns errors into exit codes.
 
 Exit codes: 0 success, 1 failure (a cloud said no or could not be reached), 2 bad input
-or usage (nothing was contacted, nothing changed).
+or usage (nothing was contacted, nothing changed), 3 drift found (`drift`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ app = typer.Typer(
         "Every command reads the migration spec (default deployments/mmrv.yaml). Add "
         "--sandbox to talk to the local sandbox started by `mmrv-migrate sandbox up` "
         "instead of the real clouds.\n\n"
-        "Exit codes: 0 success, 1 failure, 2 bad input (nothing contacted, nothing changed)."
+        "Exit codes: 0 success, 1 failure, 2 bad input (nothing contacted, nothing changed), 3 drift found."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -46,7 +46,8 @@ sandbox_app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 run_app = typer.Typer(
-    help="Run one phase of the migration as a Prefect flow in this process: it plans, then applies.",
+    help="Run one phase of the migration as a Prefect flow, in this process or on a worker (--via-deployment): "
+    "it plans, then applies.",
     no_args_is_help=True,
 )
 app.add_typer(run_app, name="run")
@@ -65,9 +66,24 @@ SandboxOption = Annotated[
         "--sandbox", help="Use the local sandbox's endpoints (from .sandbox/profile.env) instead of the clouds."
     ),
 ]
+TimeScaleOption = Annotated[
+    float,
+    typer.Option(
+        "--time-scale",
+        help="Multiply every wait (TTLs, bakes, rollout deadlines, approval timeout, polling): 1 in the cloud.",
+    ),
+]
 EnvOption = Annotated[
     str,
     typer.Option("--env", help="Environment to work on: staging, production, or all (in migration order)."),
+]
+ViaDeploymentOption = Annotated[
+    bool,
+    typer.Option(
+        "--via-deployment",
+        help="Trigger the phase's Prefect deployment (see `mmrv-migrate deploy`) through the Prefect API and "
+        "follow the run on a worker, instead of running the flow in this process.",
+    ),
 ]
 
 
@@ -81,6 +97,17 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _positive_time_scale(time_scale: float) -> None:
+    """Checked before anything is contacted (the flows check it too, but only once Prefect is reached)."""
+    if not time_scale > 0:
+        raise InputError(f"--time-scale {time_scale} must be a positive number (1 in the cloud)")
+
+
+def _one_environment(env: str, what: str) -> None:
+    if env == "all":
+        raise InputError(f"--env must name one environment {what}: staging or production")
 
 
 def _load(spec_path: Path, env: str) -> Spec:
@@ -130,7 +157,7 @@ def inventory(
         raise MigrationError(f"{len(result.missing)} item(s) the spec names are missing on AWS (see above)")
 
 
-PHASES = ("platform", "images")
+PHASES = ("platform", "images", "ship")
 STRATEGIES = ("import", "copy", "docker")
 
 
@@ -138,6 +165,7 @@ STRATEGIES = ("import", "copy", "docker")
 def plan(
     env: EnvOption = "staging",
     phase: Annotated[str, typer.Option("--phase", help=f"Which phase to plan: {', '.join(PHASES)}.")] = "platform",
+    component: Annotated[str, typer.Option("--component", help="With --phase ship: which component.")] = "backend",
     spec: SpecOption = DEFAULT_SPEC_PATH,
     sandbox: SandboxOption = False,
     json_out: Annotated[
@@ -164,6 +192,17 @@ def plan(
         for image_plan in image_plans:
             show(image_plan.render_markdown())
         plans = [image_plan.plan for image_plan in image_plans]
+    elif phase == "ship":
+        from flows.ship import ship_flow
+        from migration.ship import render_diff
+
+        plans = []
+        for e in parsed.select(env):
+            shipped = ship_flow(spec_path=str(spec), env=e.name, component=component, dry_run=True)
+            show(f"{shipped.plan.summary()}\n{render_diff(shipped.plan)}")
+            if shipped.secrets is not None:
+                show(shipped.secrets.render_markdown())
+            plans.append(shipped.plan)
     else:
         from flows.platform import platform_flow
 
@@ -179,11 +218,133 @@ def plan(
         console.print(f"plan written to {json_out}")
 
 
+DRIFT_EXIT = 3
+
+
+@app.command()
+def drift(
+    env: EnvOption = "staging",
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+    remediate: Annotated[
+        bool,
+        typer.Option(
+            "--remediate",
+            help="Put back what the tool owns (re-run the platform, images or ship phase; restore DNS as the cutover "
+            "left it when that is safe), then check again.",
+        ),
+    ] = False,
+    time_scale: TimeScaleOption = 1.0,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help='Write the reports: {"clean", "reports": [{"drift": [...], "errors": {...}}]}.'),
+    ] = None,
+) -> None:
+    """Compare what the spec and the last successful run say should be with what is there.
+
+    Azure resources (the platform plan must be empty), Kubernetes objects and IAM
+    federation (the ship plan must be empty), images (every ECR image in scope is in ACR
+    with the same digest), Key Vault secrets against Secrets Manager (by hash, never by
+    value), and Route 53 against the cutover's saved state. Prints each drift with its
+    remedy and publishes a table artifact `drift-<env>`. Exit 0 clean, 3 drift, 1 when an
+    area could not be read (e.g. no cluster yet), 2 bad input.
+    """
+    parsed = _load(spec, env)
+    _positive_time_scale(time_scale)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.drift import drift_flow
+    from migration.drift import DriftCheckFailed, DriftFound, DriftReport
+
+    reports: list[DriftReport] = []
+    for e in parsed.select(env):
+        try:
+            reports.append(drift_flow(spec_path=str(spec), env=e.name, remediate=remediate, time_scale=time_scale))
+        except (DriftFound, DriftCheckFailed) as exc:
+            reports.append(exc.report)
+    for report in reports:
+        show(report.render_markdown())
+    if json_out:
+        payload = {"clean": all(r.is_clean for r in reports), "reports": [r.to_json_dict() for r in reports]}
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        console.print(f"drift report written to {json_out}", soft_wrap=True, highlight=False)
+    unread = [r for r in reports if r.errors]
+    if unread:
+        raise MigrationError("; ".join(r.summary() for r in unread))
+    drifted = [r for r in reports if r.items]
+    if drifted:
+        err_console.print(Text.assemble(("drift: ", "yellow"), "; ".join(r.summary() for r in drifted)))
+        raise typer.Exit(DRIFT_EXIT)
+    console.print(Text("; ".join(r.summary() for r in reports), style="green"), soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    prefect_file: Annotated[
+        Path | None,
+        typer.Option("--prefect-file", help="The deployments to register (default: the project's prefect.yaml)."),
+    ] = None,
+    pool_type: Annotated[
+        str, typer.Option("--pool-type", help="Type of the work pool(s) to create when missing.")
+    ] = "process",
+) -> None:
+    """Register the Prefect deployments of prefect.yaml with the Prefect server, non-interactively.
+
+    Creates the work pool prefect.yaml names (`mmrv-process`, a process pool) when it is
+    missing, runs `prefect --no-prompt deploy --all` in the project directory, then lists
+    each deployment with its work pool and schedules. Needs a Prefect server: PREFECT_API_URL
+    (`prefect server start` runs one here). Runs need a worker: `prefect worker start --pool mmrv-process`.
+    """
+    _prefect_defaults()
+    from migration.deployments import WORKER_HINT, deploy_project
+
+    report = deploy_project(prefect_file=prefect_file, pool_type=pool_type, echo=err_console.print)
+    lines = [f"{len(report.deployments)} deployment(s) registered with {report.api_url}:"]
+    width = max(len(d.full_name) for d in report.deployments)
+    for d in report.deployments:
+        params = " ".join(f"{k}={v}" for k, v in d.parameters.items())
+        schedules = f"  schedule: {'; '.join(d.schedules)}" if d.schedules else ""
+        lines.append(f"  {d.full_name:<{width}}  pool {d.work_pool}  {params}{schedules}")
+    if not any(p.status == "READY" for p in report.pools):
+        lines.append(f"no worker is polling yet: {WORKER_HINT}")
+    show("\n".join(lines))
+
+
+def _run_via_deployment(flow: str, envs: list[str], spec: Path, sandbox: bool, **parameters: Any) -> None:
+    """Run `flow`'s deployment for each environment in turn through the Prefect API; stop at the first failure.
+
+    The spec path is passed only when it is not the default (the deployment's own
+    deployments/mmrv.yaml, relative to the project directory the worker runs in); then
+    absolute, so a worker on this machine finds it.
+    """
+    if sandbox:
+        raise InputError(
+            "--sandbox applies to runs in this process; a deployment's run uses its worker's environment "
+            "(start the worker with the sandbox's: set -a; . .sandbox/profile.env; prefect worker start ...)"
+        )
+    _prefect_defaults()
+    from migration.deployments import deployment_name, trigger_and_follow
+
+    if spec != DEFAULT_SPEC_PATH:
+        parameters["spec_path"] = str(spec.resolve())
+    for env in envs:
+        name = deployment_name(flow, env)
+        result = trigger_and_follow(name, {"env": env, **parameters}, echo=err_console.print)
+        for report in result.reports:
+            show(report)
+        if not result.ok:
+            reason = f": {result.message}" if result.message else ""
+            raise MigrationError(f"{name}: flow run {result.flow_run_id} ended {result.state_name}{reason}")
+        console.print(Text(f"{name}: {result.state_name}", style="green"))
+
+
 @run_app.command("platform")
 def run_platform(
     env: EnvOption = "staging",
     spec: SpecOption = DEFAULT_SPEC_PATH,
     sandbox: SandboxOption = False,
+    via_deployment: ViaDeploymentOption = False,
 ) -> None:
     """Create or update the Azure platform of an environment: resource group, ACR, AKS, identities, Key Vault, firewall.
 
@@ -193,6 +354,9 @@ def run_platform(
     Refuses to start (changing nothing) when a resource it would change is not its own.
     """
     parsed = _load(spec, env)
+    if via_deployment:
+        _run_via_deployment("platform", [e.name for e in parsed.select(env)], spec, sandbox)
+        return
     if sandbox:
         activate_sandbox_profile()
     _prefect_defaults()
@@ -228,11 +392,10 @@ def run_cutover(
     rollback: Annotated[
         bool, typer.Option("--rollback", help="Put back the DNS records saved before the cutover, exactly.")
     ] = False,
-    time_scale: Annotated[
-        float, typer.Option("--time-scale", help="Multiply every wait (TTL, bake, polling): 1 in the cloud.")
-    ] = 1.0,
+    time_scale: TimeScaleOption = 1.0,
     spec: SpecOption = DEFAULT_SPEC_PATH,
     sandbox: SandboxOption = False,
+    via_deployment: ViaDeploymentOption = False,
 ) -> None:
     """Move a component's public names from AWS to Azure with weighted Route 53 records, or roll back.
 
@@ -243,9 +406,23 @@ def run_cutover(
     saved records exactly and exits 1. At 100 % AWS stays at weight 0, warm for the
     rollback window; `--rollback` restores the saved records at any time.
     """
-    if env == "all":
-        raise InputError("--env must name one environment for a cutover: staging or production")
+    _one_environment(env, "for a cutover")
+    _positive_time_scale(time_scale)
     _load(spec, env)
+    if via_deployment:
+        _run_via_deployment(
+            "cutover",
+            [env],
+            spec,
+            sandbox,
+            component=component,
+            azure_target=azure_target,
+            azure_url=azure_url,
+            rollback=rollback,
+            time_scale=time_scale,
+            metrics_query_url=metrics_url,
+        )
+        return
     if sandbox:
         activate_sandbox_profile()
     _prefect_defaults()
@@ -262,6 +439,49 @@ def run_cutover(
         metrics_query_url=metrics_url,
     )
     console.print(Text(f"{env} {component}: {report.outcome}", style="green"))
+
+
+@run_app.command("ship")
+def run_ship(
+    env: EnvOption = "staging",
+    component: Annotated[str, typer.Option("--component", help="What to ship: backend (the ECS service).")] = "backend",
+    image_tag: Annotated[
+        str | None,
+        typer.Option("--image-tag", help="Ship this tag of the component's image instead of what ECS runs (in ACR)."),
+    ] = None,
+    time_scale: TimeScaleOption = 1.0,
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+    via_deployment: ViaDeploymentOption = False,
+) -> None:
+    """Bring a component up on AKS as it runs on ECS, and prove it before any user traffic reaches it.
+
+    Reads the ECS service and its task definition, pins its images in ACR by digest,
+    creates the IAM role its service account assumes through the cluster's OIDC issuer
+    (the task role's policies stay in AWS), copies its secrets from Secrets Manager to
+    Key Vault (compared by hash, never shown), translates it to Kubernetes manifests,
+    plans them against the cluster (`plan --phase ship` shows the same diff), applies
+    them server-side, follows the rollout, then runs the spec's smoke checks against the
+    external address for the bake period. A failed rollout or smoke check rolls the
+    Deployment back to its previous revision and exits 1 with the pod events. A rerun
+    changes nothing when nothing changed on AWS.
+    """
+    _one_environment(env, "to ship to")
+    _positive_time_scale(time_scale)
+    _load(spec, env)
+    if via_deployment:
+        _run_via_deployment(
+            "ship", [env], spec, sandbox, component=component, image_tag=image_tag, time_scale=time_scale
+        )
+        return
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    from flows.ship import ship_flow
+
+    result = ship_flow(spec_path=str(spec), env=env, component=component, image_tag=image_tag, time_scale=time_scale)
+    show(result.render_markdown())
+    console.print(Text(f"{env} {component}: shipped, {len(result.applied)} object(s) applied", style="green"))
 
 
 @run_app.command("images")
@@ -281,6 +501,7 @@ def run_images(
         Path | None,
         typer.Option("--json", help='Write the ledger: {"images": [{"source", "target", "tags", "bytes_moved"}]}.'),
     ] = None,
+    via_deployment: ViaDeploymentOption = False,
 ) -> None:
     """Carry the images MMRV runs (and may roll back to) from ECR to ACR, digests unchanged and verified.
 
@@ -293,6 +514,12 @@ def run_images(
     if strategy is not None and strategy not in STRATEGIES:
         raise InputError(f"--strategy {strategy!r} is not a strategy; allowed: {', '.join(STRATEGIES)}")
     parsed = _load(spec, env)
+    if via_deployment:
+        if json_out:
+            raise InputError("--json needs the run in this process; a deployment run publishes its ledger as artifact")
+        extra = {"strategy": strategy} if strategy else {}
+        _run_via_deployment("images", [e.name for e in parsed.select(env)], spec, sandbox, **extra)
+        return
     if sandbox:
         activate_sandbox_profile()
     _prefect_defaults()
@@ -472,6 +699,41 @@ def sandbox_status() -> None:
         raise typer.Exit(code=1)
 
 
+@sandbox_app.command("kubeconfig")
+def sandbox_kubeconfig(
+    env: Annotated[str, typer.Option("--env", help="Whose cluster: staging or production.")] = "staging",
+    out: Annotated[Path | None, typer.Option("--out", help="Write it here (mode 0600) instead of printing it.")] = None,
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+) -> None:
+    """Print a kubeconfig for the sandbox's AKS cluster of an environment, for `kubectl`.
+
+    The cluster must exist (`run platform --env E --sandbox`). It carries the sandbox
+    operator's token (the sandbox's own, worthless elsewhere) instead of AKS's kubelogin
+    stanza. Use it as `mmrv-migrate sandbox kubeconfig --env staging --out kc.yaml` then
+    `KUBECONFIG=kc.yaml kubectl get pods -n mmrv`.
+    """
+    parsed = _load(spec, env)
+    activate_sandbox_profile()
+    from migration.clouds.azure import ArmGateway
+    from migration.clouds.kube import AKS_SERVER_SCOPE, write_kubeconfig
+    from migration.platform import aks_id
+    from migration.settings import AzureSettings
+
+    environment = parsed.environment(env)
+    arm = ArmGateway(AzureSettings(), environment.azure.subscription_id)
+    text = arm.cluster_user_kubeconfig(aks_id(environment))
+    token = arm.credential.get_token(AKS_SERVER_SCOPE).token
+    if out is not None:
+        write_kubeconfig(text, token, out)
+        console.print(f"kubeconfig for {environment.azure.aks.name} written to {out}")
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_kubeconfig(text, token, Path(tmp) / "kubeconfig")
+            sys.stdout.write(path.read_text(encoding="utf-8"))
+
+
 @sandbox_app.command("down")
 def sandbox_down() -> None:
     """Stop exactly the processes the sandbox started; keep its data and logs for inspection."""
@@ -484,56 +746,153 @@ def sandbox_down() -> None:
 @app.command()
 def rehearse(
     spec: SpecOption = DEFAULT_SPEC_PATH,
-    fault_rate: Annotated[float, typer.Option("--fault-rate", min=0.0, max=0.9)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    fault_rate: Annotated[
+        float, typer.Option("--fault-rate", min=0.0, max=0.9, help="Share of sandbox requests that fail (429, 503...).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the generated estate and the faults.")] = 0,
+    time_scale: TimeScaleOption = 0.01,
+    approve_in_ui: Annotated[
+        bool,
+        typer.Option(
+            "--approve-in-ui",
+            help="Start a Prefect server with its UI and wait for a person to approve each gate there "
+            "(default: --auto-approve, recorded as such).",
+        ),
+    ] = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="The rehearsal approves the gates itself (the default).")
+    ] = True,
 ) -> None:
-    """Rehearse the migration on the sandbox: up, inventory, migrate, check, report, down.
+    """Rehearse the whole back-end migration on the local sandbox, then check it; leaves nothing running.
 
-    What the rehearsal plays today (what has landed): the inventory of MMRV's AWS estate,
-    then for staging and then production the Azure platform and the images ECR -> ACR,
-    then a check that re-planning the platform finds nothing to change. The report is
-    printed and kept in .sandbox/report.md (after `sandbox down` too). Exit 0 only when
-    every step succeeded.
+    Sandbox up -> inventory of the AWS estate -> the users (a traffic generator per
+    environment, resolving the public names through Route 53) -> the migration flow:
+    staging (platform, images, ship, DNS cutover), the production gate, production
+    (platform, images, ship), the cutover gate, the production cutover -> a drift check
+    per environment that must be clean -> the report, printed and kept in
+    .sandbox/report.md -> sandbox down. Exit 0 only when the migration and the drift check
+    succeeded and no user request failed during the cutovers.
     """
-    from sandbox.manager import down, up
+    _positive_time_scale(time_scale)
+    load_spec(spec)
+    _prefect_defaults()
+    from migration.rehearsal import rehearse as play
 
-    parsed = load_spec(spec)
     state = sandbox_dir()
-    up(state, spec=parsed, fault_rate=fault_rate, seed=seed, progress=err_console.print)
-    try:
-        activate_sandbox_profile(state)
-        _prefect_defaults()
-        from flows.inventory import inventory_flow
-        from flows.migration import migration_flow
-        from flows.platform import platform_flow
-        from migration.inventory import render_markdown
+    report = play(
+        spec,
+        state,
+        fault_rate=fault_rate,
+        seed=seed,
+        time_scale=time_scale,
+        approve_in_ui=approve_in_ui or not auto_approve,
+        progress=err_console.print,
+    )
+    show(report)
+    console.print(Text(f"rehearsal complete; report in {state / 'report.md'}", style="green"))
 
-        inventory_result = inventory_flow(spec_path=str(spec), env="all")
-        if inventory_result.missing:
-            show(render_markdown(inventory_result))
-            raise MigrationError(
-                f"rehearsal: {len(inventory_result.missing)} item(s) missing on the sandbox's AWS side"
-            )
-        migrated = migration_flow(spec_path=str(spec), env="all")
-        replans = [platform_flow(spec_path=str(spec), env=e.name, dry_run=True).plan for e in parsed.environments]
-        report = "\n".join(
-            [
-                render_markdown(inventory_result),
-                migrated.render_markdown(),
-                "## Check after the migration",
-                "",
-                *(f"- {p.summary()}" for p in replans),
-                "",
-            ]
+
+@app.command()
+def migrate(
+    env: EnvOption = "all",
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve the gates without asking (rehearsals only).")
+    ] = False,
+    time_scale: TimeScaleOption = 1.0,
+    spec: SpecOption = DEFAULT_SPEC_PATH,
+    sandbox: SandboxOption = False,
+) -> None:
+    """Run the migration flow in this process: staging, the approval gate, production, the cutover gate.
+
+    Phase 1 (staging): platform, images, ship the back end, DNS cutover of the staging
+    names. Then the flow pauses for approval (the Prefect UI form, or `mmrv-migrate approve
+    RUN_ID --approver NAME`): it needs a Prefect server (`PREFECT_API_URL`) that the UI and
+    the approve command reach. Phase 2 (production): platform, images, ship; a second gate;
+    the production cutover. A refused or timed-out gate stops before production changes
+    (exit 1). The report is published as the artifact `migration-report` and printed.
+    """
+    if env not in ("all", "staging", "production"):
+        raise InputError(f"--env {env!r}: allowed: staging, production, all")
+    _load(spec, env)
+    _positive_time_scale(time_scale)
+    if sandbox:
+        activate_sandbox_profile()
+    _prefect_defaults()
+    if not auto_approve and env != "staging" and not os.environ.get("PREFECT_API_URL"):
+        raise InputError(
+            "the approval gates need a Prefect server that people reach: set PREFECT_API_URL "
+            "(e.g. `prefect server start`), or --auto-approve for a rehearsal"
         )
-        show(report)
-        (state / "report.md").write_text(report, encoding="utf-8")
-        drifted = [p for p in replans if not p.is_empty]
-        if drifted:
-            raise MigrationError(f"rehearsal: the platform differs from the spec after the run: {drifted[0].summary()}")
-        console.print(Text(f"rehearsal complete; report in {state / 'report.md'}", style="green"))
-    finally:
-        down(state)
+    from flows.migration import migration_flow
+
+    result = migration_flow(spec_path=str(spec), env=env, auto_approve=auto_approve, time_scale=time_scale)
+    show(result.render_markdown())
+
+
+# --- approvals: answer the gates of paused migration runs ------------------------------------
+
+RunIdArgument = Annotated[str, typer.Argument(help="The paused flow run's id (see `mmrv-migrate pending`).")]
+ApproverOption = Annotated[
+    str, typer.Option("--approver", help="Who decides: the run accepts only the spec's approvals.approvers.")
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the decision record (an artifact).")]
+
+
+def _answer(run_id: str, approved: bool, approver: str, reason: str) -> None:
+    _prefect_defaults()
+    from flows.approval import answer_gate
+
+    gate = answer_gate(run_id, approved=approved, approver=approver, reason=reason)
+    verb = "approved" if approved else "rejected"
+    console.print(
+        f"{verb} gate {gate.gate} of {gate.flow_name}/{gate.run_name} ({gate.run_id}); the run judges the answer "
+        f"at its next check and records the decision as the artifact approval-{gate.gate}",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@app.command()
+def approve(
+    run_id: RunIdArgument,
+    approver: ApproverOption,
+    reason: ReasonOption = "",
+) -> None:
+    """Approve a migration run paused at an approval gate, as the Prefect UI form does.
+
+    Needs `PREFECT_API_URL`: the Prefect server the run reports to. The run checks the
+    approver against the spec's allow-list; someone not on it stops the run like a rejection.
+    Exit 2 for an unknown run or one that is not paused at a gate, 1 when the server cannot
+    be reached.
+    """
+    _answer(run_id, True, approver, reason)
+
+
+@app.command()
+def reject(
+    run_id: RunIdArgument,
+    approver: ApproverOption,
+    reason: ReasonOption = "",
+) -> None:
+    """Reject a migration run paused at an approval gate: it ends Cancelled before production changes.
+
+    Needs `PREFECT_API_URL`: the Prefect server the run reports to. Exit 2 for an unknown
+    run or one that is not paused at a gate, 1 when the server cannot be reached.
+    """
+    _answer(run_id, False, approver, reason)
+
+
+@app.command()
+def pending() -> None:
+    """List the flow runs paused at a gate: id, flow and run, gate, since when, until when, the request.
+
+    Needs `PREFECT_API_URL`: the Prefect server the runs report to (exit 1 when it cannot
+    be reached). Answer with `mmrv-migrate approve|reject RUN_ID --approver NAME`.
+    """
+    _prefect_defaults()
+    from flows.approval import list_pending, render_pending
+
+    show(render_pending(list_pending()))
 
 
 # --- translate: offline, on the files the AWS CLI writes ---------------------------------------
@@ -663,7 +1022,7 @@ def main() -> None:
         sys.exit(2)
     except MigrationError as exc:
         err_console.print(Text.assemble(("failed: ", "red"), str(exc)), highlight=False)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -485,8 +485,13 @@ def evaluate_smoke(
     latency_ms: float,
     error: str | None = None,
     elapsed_seconds: float = 0.0,
+    expected_digest: str | None = None,
 ) -> GateResult:
-    """One smoke check's outcome from what the request saw: status, body content, latency budget."""
+    """One smoke check's outcome from what the request saw: status, body content, latency budget.
+
+    `expected_digest`: the image digest just shipped, which a check with `expect_digest`
+    must find in the body (None when it is not known: the check's digest part is skipped).
+    """
     gate = f"smoke:{check.name}"
 
     def result(ok: bool, detail: str) -> GateResult:
@@ -501,6 +506,8 @@ def evaluate_smoke(
         return result(False, f"{where}: HTTP {status}, expected {check.expect_status}")
     if check.expect_body_contains is not None and check.expect_body_contains not in body:
         return result(False, f"{where}: the body does not contain {check.expect_body_contains!r}")
+    if check.expect_digest and expected_digest and expected_digest not in body:
+        return result(False, f"{where}: the body does not name the digest just shipped ({expected_digest})")
     if latency_ms > check.max_latency_ms:
         return result(False, f"{where}: answered in {latency_ms:.0f} ms, over the {check.max_latency_ms} ms budget")
     return result(True, f"{where}: HTTP {status} in {latency_ms:.0f} ms")

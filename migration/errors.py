@@ -9,6 +9,8 @@ turns them into exit codes.
     │   │   ├── SpecError          the migration spec failed validation
     │   │   └── TranslationError   an ECS input cannot be translated (migration.translate)
     │   └── SandboxNotRunning      --sandbox given but no sandbox is up
+    ├── ApprovalRefused   (exit 1) an approval gate said no, timed out, or was answered by a non-approver
+    │                              (migration.approval; nothing in production changed)
     └── CloudError        (exit 1) a cloud or the sandbox said no, or could not be reached
         ├── TransientError         429, 5xx, throttling, timeouts, LRO still running: retry
         └── PermanentError         4xx validation, missing permission, not found: fail at once

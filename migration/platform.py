@@ -34,6 +34,7 @@ ENV_TAG = "mmrv-migrate/environment"
 # Built-in role definitions (the same GUID in every Azure cloud).
 ROLE_ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 ROLE_KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+ROLE_KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
 # Stable namespace for role assignment names: the same scope, role and principal always
 # give the same GUID, so a rerun finds the assignment instead of creating a twin (409).
@@ -156,8 +157,13 @@ def tags_for(spec: Spec, env: Environment) -> dict[str, str]:
 # --- desired state ----------------------------------------------------------------------
 
 
-def desired_platform(spec: Spec, env: Environment) -> list[DesiredResource]:
-    """Everything the platform phase creates for one environment, in dependency order."""
+def desired_platform(spec: Spec, env: Environment, deployer_object_id: str | None = None) -> list[DesiredResource]:
+    """Everything the platform phase creates for one environment, in dependency order.
+
+    `deployer_object_id`: the Entra object id of the principal running the tool (the `oid`
+    of its token); it gets Key Vault Secrets Officer on the vault so the secrets phase can
+    write. None: no such assignment (someone grants it by hand).
+    """
     az = env.azure
     tags = tags_for(spec, env)
     location = az.location
@@ -211,6 +217,8 @@ def desired_platform(spec: Spec, env: Environment) -> list[DesiredResource]:
         out += firewall_resources
     out.append(_aks(spec, env, tags, aks_subnet))
     out += _federation_and_roles(spec, env)
+    if deployer_object_id:
+        out.append(_deployer_secrets_officer(env, deployer_object_id))
     return out
 
 
@@ -298,22 +306,40 @@ def _federation_and_roles(spec: Spec, env: Environment) -> list[DesiredResource]
     return out
 
 
+def _deployer_secrets_officer(env: Environment, object_id: str) -> DesiredResource:
+    """Key Vault Secrets Officer on the vault for whoever runs the tool: the secrets phase writes there.
+
+    No principalType: the deployer may be a user or a service principal, and ARM looks an
+    existing principal up itself (the type only helps with a principal created seconds ago).
+    """
+    vault = key_vault_id(env)
+    return _role_assignment(
+        env, vault, ROLE_KEY_VAULT_SECRETS_OFFICER, f"deployer-{object_id}", object_id, (vault,), principal_type=None
+    )
+
+
 def _role_assignment(
-    env: Environment, scope: str, role: str, principal_key: str, principal: Ref, depends: tuple[str, ...]
+    env: Environment,
+    scope: str,
+    role: str,
+    principal_key: str,
+    principal: Ref | str,
+    depends: tuple[str, ...],
+    *,
+    principal_type: str | None = "ServicePrincipal",
 ) -> DesiredResource:
+    properties: dict[str, Any] = {
+        "roleDefinitionId": role_definition_id(env, role),
+        "principalId": principal,
+        "principalType": principal_type,
+        "description": f"{MANAGER}: {principal_key.rsplit('/', 1)[-1]}",
+    }
     return DesiredResource(
         id=role_assignment_id(scope, role, principal_key),
         type="Microsoft.Authorization/roleAssignments",
         depends_on=depends,
         taggable=False,
-        body={
-            "properties": {
-                "roleDefinitionId": role_definition_id(env, role),
-                "principalId": principal,
-                "principalType": "ServicePrincipal",
-                "description": f"{MANAGER}: {principal_key.rsplit('/', 1)[-1]}",
-            }
-        },
+        body={"properties": {k: v for k, v in properties.items() if v is not None}},
     )
 
 
@@ -588,9 +614,9 @@ def _looks_like_id(value: str) -> bool:
     return bool(re.match(r"^/subscriptions/", value, re.IGNORECASE))
 
 
-def plan_platform(spec: Spec, env: Environment, observed: Observed) -> Plan:
+def plan_platform(spec: Spec, env: Environment, observed: Observed, deployer_object_id: str | None = None) -> Plan:
     """Desired (from the spec) vs observed (from ARM) -> ordered actions with reasons."""
-    desired = desired_platform(spec, env)
+    desired = desired_platform(spec, env, deployer_object_id)
     lookup = observed_lookup(observed)
     actions: list[Action] = []
     for resource in desired:
@@ -654,8 +680,8 @@ def _short(resource_id: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 2 else resource_id
 
 
-def desired_by_id(spec: Spec, env: Environment) -> dict[str, DesiredResource]:
-    return {r.id: r for r in desired_platform(spec, env)}
+def desired_by_id(spec: Spec, env: Environment, deployer_object_id: str | None = None) -> dict[str, DesiredResource]:
+    return {r.id: r for r in desired_platform(spec, env, deployer_object_id)}
 
 
 class PlatformOutputs(BaseModel):

@@ -94,6 +94,12 @@ class AzureSettings(BaseSettings):
     poll_interval: float = Field(default=5.0, validation_alias="MMRV_ARM_POLL_SECONDS")
     lro_timeout: float = Field(default=1800.0, validation_alias="MMRV_ARM_LRO_TIMEOUT")
     retry_total: int = Field(default=3, validation_alias="MMRV_ARM_RETRIES")
+    # Key Vault's 401 challenge names the resource to get a token for; the SDK checks that its
+    # domain matches the vault's host (vault.azure.net). A stand-in on another host (the
+    # sandbox's) turns the check off.
+    keyvault_verify_challenge_resource: bool = Field(
+        default=True, validation_alias="MMRV_KEYVAULT_VERIFY_CHALLENGE_RESOURCE"
+    )
 
 
 class RegistrySettings(BaseSettings):

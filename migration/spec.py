@@ -169,6 +169,39 @@ class SmokeCheck(StrictModel):
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     expect_body_contains: str | None = None
     max_latency_ms: Annotated[int, Field(gt=0, le=60_000)] = 1000
+    # The body must name the image digest just shipped (e.g. a /version endpoint). Checked
+    # after `run ship`, where the digest is known; the cutover's gates skip it.
+    expect_digest: bool = False
+
+
+KeyVaultSecretName = Annotated[
+    str,
+    AfterValidator(_rule(r"[0-9A-Za-z-]{1,127}", "Key Vault secret names are 1-127 letters, digits and '-'")),
+]
+SecretSourceName = Annotated[
+    str,
+    AfterValidator(
+        _rule(
+            r"[\w/+=.@:-]{1,2048}",
+            "a Secrets Manager secret name (with or without its 6-character suffix) or ARN, "
+            "or an SSM parameter name or ARN",
+        )
+    ),
+]
+
+
+class ComponentSecrets(StrictModel):
+    """Which Key Vault secret each AWS secret the component reads becomes (issue 5).
+
+    `names` maps a Secrets Manager name, name with its suffix, or ARN (an exact ECS
+    `valueFrom`, a JSON key included, names its own secret) to a Key Vault secret name;
+    unmapped ones are named after the AWS name (`mmrv/staging/db` -> `mmrv-staging-db`).
+    `json_keys: split` makes each JSON-key reference its own Key Vault secret
+    `<name>-<key>`; `whole` copies the JSON document once and the variable holds JSON.
+    """
+
+    names: dict[SecretSourceName, KeyVaultSecretName] = Field(default_factory=dict)
+    json_keys: Literal["split", "whole"] = "split"
 
 
 class Component(StrictModel):
@@ -177,6 +210,7 @@ class Component(StrictModel):
     port: Port
     health_check_path: HttpPath
     smoke_checks: list[SmokeCheck] = Field(default_factory=list)
+    secrets: ComponentSecrets = Field(default_factory=ComponentSecrets)
 
     @model_validator(mode="after")
     def _unique_smoke_names(self) -> Component:
@@ -386,6 +420,24 @@ class Images(StrictModel):
     parallelism: Annotated[int, Field(ge=1, le=64)] = 4
 
 
+class Ship(StrictModel):
+    """How a component is brought up on AKS and proven before traffic reaches it (issue 5).
+
+    The rollout must finish within `rollout_deadline_seconds` (the Deployment's
+    progressDeadlineSeconds); then the smoke checks run every `smoke_interval_seconds` for
+    `bake_seconds` against the Service's external address. A failure rolls back.
+    """
+
+    expose: Literal["LoadBalancer", "Ingress"] = "LoadBalancer"
+    rollout_deadline_seconds: Annotated[int, Field(ge=30, le=7200)] = 600
+    bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 120
+    smoke_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    address_timeout_seconds: Annotated[int, Field(ge=10, le=3600)] = 600  # until the load balancer has an address
+    # Translation report items of severity `action` (by field path, e.g.
+    # `service.loadBalancers[0].targetGroupArn`) a person has dealt with: they no longer stop the ship.
+    acknowledged: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(default_factory=list)
+
+
 class AwsAccount(StrictModel):
     account_id: AwsAccountId
     region: AwsRegion
@@ -399,6 +451,7 @@ class Spec(StrictModel):
     cutover: Cutover = Field(default_factory=Cutover)
     approvals: Approvals
     images: Images = Field(default_factory=Images)
+    ship: Ship = Field(default_factory=Ship)
 
     @model_validator(mode="after")
     def _environments(self) -> Spec:
@@ -520,7 +573,7 @@ def _render_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith("function-after") or str(part) in {"str", "int"}:
+        elif str(part).startswith("function-after") or str(part) in {"str", "int", "[key]"}:
             continue
         elif _PLAIN_KEY.fullmatch(str(part)):
             out += f".{part}" if out else str(part)

@@ -18,7 +18,9 @@ moto 5 (checked on 5.2) differs from Route 53 exactly where a DNS cutover depend
 Here `change_resource_record_sets` builds the zone's new record list from a copy, checks
 it, and swaps it in with one assignment under a lock, so readers see the zone before or
 after a batch, never in between. Errors are Route 53's `InvalidChangeBatch` (HTTP 400) with
-its wording. Everything else is moto as is.
+its wording. IAM gets the two OIDC provider audience calls moto lacks
+(`AddClientIDToOpenIDConnectProvider`, `RemoveClientIDFromOpenIDConnectProvider`).
+Everything else is moto as is.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from moto.core.responses import EmptyResult
+from moto.iam.responses import IamResponse
 from moto.route53.exceptions import DnsNameInvalidForZone, InvalidActionValue, Route53ClientError
 from moto.route53.models import FakeZone, RecordSet, Route53Backend
 from moto.route53.utils import validate_domain_name
@@ -154,8 +158,34 @@ def patch_route53() -> None:
     Route53Backend.change_resource_record_sets = change_resource_record_sets  # type: ignore[method-assign]
 
 
+# --- IAM: the OIDC provider audience calls moto 5.2 lacks (it raises NotImplementedError) ----
+
+
+def _add_client_id(self: IamResponse) -> EmptyResult:
+    """AddClientIDToOpenIDConnectProvider: IAM ignores a client id the provider already has."""
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    if client_id not in provider.client_id_list:
+        provider.client_id_list.append(client_id)
+    return EmptyResult()
+
+
+def _remove_client_id(self: IamResponse) -> EmptyResult:
+    """RemoveClientIDFromOpenIDConnectProvider: removing one that is not there succeeds."""
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    provider.client_id_list = [c for c in provider.client_id_list if c != client_id]
+    return EmptyResult()
+
+
+def patch_iam() -> None:
+    IamResponse.add_client_id_to_open_id_connect_provider = _add_client_id  # type: ignore[attr-defined]
+    IamResponse.remove_client_id_from_open_id_connect_provider = _remove_client_id  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     patch_route53()
+    patch_iam()
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])

@@ -122,7 +122,8 @@ BACKENDS: tuple[Backend, ...] = (
         _azure,
         health_path="/_sandbox/health",
         requires_module="sandbox.azure",
-        profile={"MMRV_ARM_URL": "{url}"},
+        # Key Vault answers on this host, not on <vault>.vault.azure.net: the SDK must not insist
+        profile={"MMRV_ARM_URL": "{url}", "MMRV_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false"},
         profile_values=_operator_token,
     ),
     Backend("kubernetes", _kubernetes, health_path="/healthz", requires_module="sandbox.kube"),

@@ -128,7 +128,7 @@ def config_for_sandbox(
     component: str,
     *,
     azure_target: str,
-    azure_url: str,
+    azure_url: str | None,
     port: int = 0,
     time_scale: float = 1.0,
     rate_per_second: float = 20.0,
@@ -137,7 +137,9 @@ def config_for_sandbox(
     """The generator's config for the running sandbox: its moto, its AWS stand-in, the spec's names.
 
     The ALB's and Amplify's DNS names go to the sandbox's `aws-workload` backend,
-    `azure_target` to `azure_url` (the AKS LoadBalancer).
+    `azure_target` to `azure_url` (the AKS LoadBalancer); `azure_url=None`: the component's
+    LoadBalancer Service in the environment's emulated cluster, looked up when first needed
+    (the rehearsal starts the users before the ship phase creates it).
     """
     state = read_state(state_dir)
     if state is None:
@@ -148,6 +150,11 @@ def config_for_sandbox(
         raise RuntimeError("the sandbox runs no aws-workload backend: the AWS side has nowhere to answer")
     environment = spec.environment(env)
     path = spec.components[component].health_check_path  # type: ignore[index]
+    if azure_url is None:
+        kube = state.services["kubernetes"].direct_url if "kubernetes" in state.services else None
+        if kube is None:
+            raise RuntimeError("the sandbox runs no kubernetes backend: the Azure side has nowhere to answer")
+        azure_url = lazy_lb_url(kube, environment.azure.aks.name, spec.name, f"{spec.name}-{component}")
     targets = (
         TargetRoute(match=azure_target, url=azure_url, side="azure"),
         TargetRoute(match="*.elb.amazonaws.com", url=aws, side="aws"),
@@ -338,6 +345,51 @@ def route_for(name: NameConfig, target: str) -> TargetRoute | None:
         if fnmatch.fnmatchcase(target, _norm(route.match)):
             return route
     return None
+
+
+LAZY_LB = "kube-lb:"  # `kube-lb:<emulator url>#<cluster>/<namespace>/<service>`: asked when first needed
+
+
+def lazy_lb_url(kube_url: str, cluster: str, namespace: str, service: str) -> str:
+    """A target URL the generator resolves from the Kubernetes emulator's load balancers when it needs it.
+
+    The AKS LoadBalancer's port exists only after the ship phase; the rehearsal starts the
+    users before the migration, so the Azure side of a name is looked up on first use.
+    """
+    return f"{LAZY_LB}{kube_url.rstrip('/')}#{cluster}/{namespace}/{service}"
+
+
+class LoadBalancers:
+    """Resolves `kube-lb:` target URLs through `GET <emulator>/_sandbox/clusters`, cached briefly."""
+
+    def __init__(self, ttl_seconds: float = 1.0) -> None:
+        self.ttl = ttl_seconds
+        self.cache: dict[str, tuple[str | None, float]] = {}
+        self.lock = threading.Lock()
+
+    def url(self, target_url: str) -> str | None:
+        if not target_url.startswith(LAZY_LB):
+            return target_url
+        now = time.monotonic()
+        with self.lock:
+            hit = self.cache.get(target_url)
+            if hit and hit[0] and hit[1] > now:
+                return hit[0]
+        base, _, where = target_url[len(LAZY_LB) :].partition("#")
+        cluster, _, service = where.partition("/")
+        found: str | None = None
+        try:
+            with urllib.request.urlopen(base + "/_sandbox/clusters", timeout=2) as response:
+                clusters = json.loads(response.read())["clusters"]
+            for entry in clusters:
+                if entry.get("name") == cluster:
+                    urls = (entry.get("loadBalancers") or {}).get(service) or []
+                    found = urls[0] if urls else None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("load balancers of %s: %s", base, exc)
+        with self.lock:
+            self.cache[target_url] = (found, now + self.ttl)
+        return found
 
 
 # --- counting ---------------------------------------------------------------------------
@@ -622,6 +674,7 @@ class Generator:
         self.authority = authority or Authority(config)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.load_balancers = LoadBalancers()
 
     def start(self) -> None:
         for index in range(self.config.clients):
@@ -660,10 +713,14 @@ class Generator:
         if route is None:
             self.stats.record(name.name, NO_SIDE, False, {"reason": f"no URL for the DNS target {answer.target}"})
             return
-        url = urlsplit(route.url)
+        resolved = self.load_balancers.url(route.url)
+        if resolved is None:
+            self.stats.record(name.name, route.side, False, {"reason": f"no load balancer yet for {answer.target}"})
+            return
+        url = urlsplit(resolved)
         conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         conn = conn_type(url.hostname or "127.0.0.1", url.port, timeout=self.config.request_timeout_seconds)
-        detail: dict[str, Any] = {"target": answer.target, "url": route.url + name.path}
+        detail: dict[str, Any] = {"target": answer.target, "url": resolved + name.path}
         try:
             conn.request("GET", (url.path.rstrip("/") or "") + name.path, headers={"Host": name.name})
             response = conn.getresponse()

@@ -144,7 +144,14 @@ def _client(timeout: float) -> httpx.Client:
     return httpx.Client(verify=ca or True, timeout=timeout, trust_env=False, follow_redirects=False)
 
 
-def smoke_check(client: httpx.Client, check: SmokeCheck, base_url: str, weight: int, elapsed: float) -> GateResult:
+def smoke_check(
+    client: httpx.Client,
+    check: SmokeCheck,
+    base_url: str,
+    weight: int,
+    elapsed: float,
+    expected_digest: str | None = None,
+) -> GateResult:
     url = base_url.rstrip("/") + check.path
     result = None
     for _ in range(CHECK_ATTEMPTS):
@@ -160,6 +167,7 @@ def smoke_check(client: httpx.Client, check: SmokeCheck, base_url: str, weight: 
                 body=response.text,
                 latency_ms=latency,
                 elapsed_seconds=elapsed,
+                expected_digest=expected_digest,
             )
         except httpx.HTTPError as exc:
             latency = (time.perf_counter() - began) * 1000
@@ -223,6 +231,7 @@ def bake(
     metrics_query_url: str | None = None,
     error_rate_query: str = "",
     error_budget: float = 0.0,
+    expected_digest: str | None = None,
 ) -> BakeResult:
     """Hold a step for `bake_seconds` (already scaled), running the gates every `interval_seconds`.
 
@@ -235,7 +244,9 @@ def bake(
     with _client(timeout) as client:
         while True:
             elapsed = time.monotonic() - began
-            outcomes = [smoke_check(client, check, azure_url, azure_weight, elapsed) for check in smoke_checks]
+            outcomes = [
+                smoke_check(client, check, azure_url, azure_weight, elapsed, expected_digest) for check in smoke_checks
+            ]
             if metrics_query_url:
                 for name in names:
                     query = render_query(

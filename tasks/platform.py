@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from migration.clouds.azure import ArmGateway
@@ -36,23 +36,43 @@ def _gateway(subscription_id: str) -> ArmGateway:
     return ArmGateway(AzureSettings(), subscription_id)
 
 
+@task(name="read-deployer", cache_policy=NO_CACHE, **retry_options())
+def read_deployer(spec_path: str, env: str) -> str | None:
+    """The object id of the principal running the tool (its token's `oid`): it gets Key Vault Secrets Officer.
+
+    None (with a warning) when the token does not say: the secrets phase then needs the role
+    granted by hand.
+    """
+    spec = load_spec(spec_path)
+    environment = spec.environment(env)
+    object_id = _gateway(environment.azure.subscription_id).signed_in_object_id()
+    if object_id is None:
+        get_run_logger().warning(
+            "the Azure access token names no object id (oid): no Key Vault Secrets Officer assignment is planned "
+            "for the principal running the tool; grant it on %s by hand before the secrets phase",
+            environment.azure.key_vault.name,
+        )
+    return object_id
+
+
 @task(name="read-azure", cache_policy=NO_CACHE, **retry_options())
-def read_observed(spec_path: str, env: str) -> dict[str, dict[str, Any] | None]:
+def read_observed(spec_path: str, env: str, deployer_object_id: str | None = None) -> dict[str, dict[str, Any] | None]:
     """GET every resource the spec wants; None for what does not exist (yet)."""
     spec = load_spec(spec_path)
     environment = spec.environment(env)
     arm = _gateway(environment.azure.subscription_id)
-    return {r.id: arm.get(r.type, r.id) for r in desired_platform(spec, environment)}
+    return {r.id: arm.get(r.type, r.id) for r in desired_platform(spec, environment, deployer_object_id)}
 
 
 @task(name="apply-azure", cache_policy=NO_CACHE, **retry_options())
-def apply_resource(spec_path: str, env: str, resource_id: str) -> dict[str, Any]:
+def apply_resource(spec_path: str, env: str, resource_id: str, deployer_object_id: str | None = None) -> dict[str, Any]:
     """PUT one resource as the spec wants it, with its references resolved from ARM now."""
     spec = load_spec(spec_path)
     environment = spec.environment(env)
-    resource = desired_by_id(spec, environment)[resource_id]
+    desired = desired_by_id(spec, environment, deployer_object_id)
+    resource = desired[resource_id]
     arm = _gateway(environment.azure.subscription_id)
-    body = _resolved_body(arm, resource, desired_by_id(spec, environment))
+    body = _resolved_body(arm, resource, desired)
     try:
         return arm.put(resource.type, resource.id, body)
     except PermanentError as exc:

@@ -95,3 +95,51 @@ def faulty_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         yield running
     finally:
         down(state_dir)
+
+
+def forget_cutover_state() -> None:
+    """Delete the cutovers' saved records (Prefect Variables): a fresh sandbox's Route 53 has never been cut over."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        for variable in client.read_variables():
+            if variable.name.startswith("mmrv_cutover_"):
+                client.delete_variable_by_name(variable.name)
+
+
+@pytest.fixture(scope="module")
+def own_sandbox(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[RunningSandbox]:
+    """A fresh sandbox for one module that migrates for real (ships, cuts over): the others never see its changes.
+
+    Activated for the module; the cutovers' saved state is forgotten before and after.
+    """
+    from sandbox.manager import down
+
+    state_dir = tmp_path_factory.mktemp("own-sandbox")
+    running = start_sandbox(state_dir)
+    previous = running.activate()
+    forget_cutover_state()
+    try:
+        yield running
+    finally:
+        forget_cutover_state()
+        RunningSandbox.restore(previous)
+        down(state_dir)
+
+
+def secret_values(client: object) -> list[str]:
+    """Every Secrets Manager value behind `client` (boto3's secretsmanager), and each JSON member long enough
+    to be telling: what a scan of logs, artifacts and results must never find."""
+    import json
+
+    values: list[str] = []
+    for page in client.get_paginator("list_secrets").paginate():  # type: ignore[attr-defined]
+        for secret in page["SecretList"]:
+            text = client.get_secret_value(SecretId=secret["ARN"])["SecretString"]  # type: ignore[attr-defined]
+            values.append(text)
+            try:
+                values += [str(v) for v in json.loads(text).values() if len(str(v)) >= 8]
+            except (ValueError, AttributeError):
+                pass
+    assert len(values) >= 6, "the sandbox seeds secrets"
+    return values

@@ -16,8 +16,11 @@ HTTP status:
 - PermanentError: any other 4xx (validation, access denied), bad parameters caught by
   botocore before sending, missing credentials or region, an untrusted TLS certificate.
 
-Secret values are never read: Secrets Manager is used through `list_secrets` and
-`describe_secret` only, and environment variables are reduced to their names.
+Secret values are read by one verb each, for the secrets phase that copies them to Key Vault
+(`get_secret_value`, `get_parameter_value`): they come back as `SecretValue` (hidden from
+repr, never pickled), their errors never carry a value, and botocore's debug log of their
+response bodies is dropped. Everything else uses metadata only (`list_secrets`,
+`describe_secret`), and environment variables are reduced to their names.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,6 +73,7 @@ from migration.inventory import (
     TaskDefinition,
     parse_image_reference,
 )
+from migration.secrets import SecretValue
 from migration.settings import AwsSettings
 
 # botocore's own lists (botocore.retries.standard), less LimitExceededException, which is
@@ -159,6 +164,25 @@ def aws_errors(service: str) -> Iterator[None]:
         raise classify(service, exc) from exc
 
 
+class _SecretBodyFilter(logging.Filter):
+    """Drops botocore's debug line of a response body that holds a secret value (GetSecretValue, GetParameter)."""
+
+    MARKERS = (b'"SecretString"', b'"SecretBinary"', b'"Parameter"', b'"Parameters"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Response body"):
+            return True
+        body = record.args[0] if isinstance(record.args, tuple) and record.args else b""
+        data = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
+        return not any(marker in data for marker in self.MARKERS)
+
+
+def _hide_secret_bodies() -> None:
+    parsers = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _SecretBodyFilter) for f in parsers.filters):
+        parsers.addFilter(_SecretBodyFilter())
+
+
 def _names(env: Any) -> list[str]:
     """Names of `[{name, value}]` (ECS) or `{name: value}` (Amplify) env vars: the values are dropped here."""
     if isinstance(env, dict):
@@ -207,6 +231,25 @@ class AwsGateway:
             return method(**kwargs)
 
     # --- STS --------------------------------------------------------------------------
+
+    # The documents the translation reads as the AWS CLI prints them (describe-*), unparsed.
+    RAW_READS = frozenset(
+        {
+            ("ecs", "describe_services"),
+            ("ecs", "describe_task_definition"),
+            ("elbv2", "describe_target_groups"),
+            ("application-autoscaling", "describe_scalable_targets"),
+            ("application-autoscaling", "describe_scaling_policies"),
+        }
+    )
+
+    def describe(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One read-only `describe_*` call's response as is (boto3's metadata dropped)."""
+        if (service, operation) not in self.RAW_READS:
+            raise ValueError(f"{service}.{operation} is not a raw read the tool makes")
+        out = dict(self._call(service, operation, **kwargs))
+        out.pop("ResponseMetadata", None)
+        return out
 
     def get_caller_account(self) -> str:
         return str(self._call("sts", "get_caller_identity")["Account"])
@@ -434,6 +477,41 @@ class AwsGateway:
             return self._secret(self._call("secretsmanager", "describe_secret", SecretId=secret_id))
         except NotFoundError as exc:
             raise NotFoundError("secretsmanager", "not found", exc.status) from exc
+
+    def get_secret_value(
+        self, secret_id: str, version_stage: str | None = None, version_id: str | None = None
+    ) -> SecretValue:
+        """The secret's string (AWSCURRENT unless a stage or version id is given), for the copy to Key Vault.
+
+        Errors name the secret, never a value; a binary secret is refused (ECS injects strings only).
+        """
+        kwargs: dict[str, Any] = {"SecretId": secret_id}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        elif version_stage:
+            kwargs["VersionStage"] = version_stage
+        out = self._secret_read("secretsmanager", "get_secret_value", secret_id, **kwargs)
+        text = out.get("SecretString")
+        if not isinstance(text, str):
+            raise PermanentError(
+                "secretsmanager", f"{secret_id}: holds a binary value (SecretBinary); only string secrets are copied"
+            )
+        return SecretValue(text)
+
+    def get_parameter_value(self, name: str) -> SecretValue:
+        """An SSM parameter's value, decrypted (SecureString), for the copy to Key Vault."""
+        out = self._secret_read("ssm", "get_parameter", name, Name=name, WithDecryption=True)
+        return SecretValue(str((out.get("Parameter") or {}).get("Value", "")))
+
+    def _secret_read(self, service: str, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        _hide_secret_bodies()
+        error: CloudError
+        try:
+            return getattr(self._client(service), operation)(**kwargs)  # type: ignore[no-any-return]
+        except (ClientError, BotoCoreError) as exc:
+            error = classify(service, exc)
+        # raised outside the except block: no chained botocore exception; the message names the secret
+        raise type(error)(service, f"{what}: {str(error).removeprefix(service + ': ')}", error.status)
 
     # --- Route 53 ---------------------------------------------------------------------
 

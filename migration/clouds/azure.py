@@ -11,7 +11,9 @@ PermanentError (validation, authorization, quota) naming the resource and Azure'
 from __future__ import annotations
 
 import base64
+import binascii
 import importlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,6 +60,32 @@ def make_credential(settings: AzureSettings) -> TokenCredential:
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
+
+
+def transport_kwargs(settings: AzureSettings) -> dict[str, Any]:
+    """What every Azure SDK client of the tool gets, ARM and data planes alike: retries and the CA to trust."""
+    kwargs: dict[str, Any] = {"retry_total": settings.retry_total}
+    if settings.ca_bundle:
+        kwargs["connection_verify"] = settings.ca_bundle
+    return kwargs
+
+
+def object_id_of_token(token: str) -> str | None:
+    """The `oid` claim of an Entra access token (a JWT): the object id of the principal it stands for.
+
+    Reads the payload only, without verifying the signature: the token is our own, from our
+    own credential, and the id only names whom to grant a role. None when the token is not a
+    JWT or names no object id.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    oid = payload.get("oid") if isinstance(payload, dict) else None
+    return str(oid) if isinstance(oid, str) and oid else None
 
 
 @dataclass(frozen=True)
@@ -219,15 +247,12 @@ class ArmGateway:
         self._clients: dict[str, Any] = {}
 
     def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
+        return {
             "base_url": self.settings.arm_url,
             "credential_scopes": [self.settings.arm_scope],
             "polling_interval": self.settings.poll_interval,
-            "retry_total": self.settings.retry_total,
+            **transport_kwargs(self.settings),
         }
-        if self.settings.ca_bundle:
-            kwargs["connection_verify"] = self.settings.ca_bundle
-        return kwargs
 
     def client(self, kind: str) -> Any:
         if kind not in self._clients:
@@ -290,6 +315,10 @@ class ArmGateway:
             return self.credential.get_token(self.settings.arm_scope).token
         except ClientAuthenticationError as exc:
             raise PermanentError("azure", f"cannot get an Entra token: {_message(exc)}") from None
+
+    def signed_in_object_id(self) -> str | None:
+        """The object id of the principal the tool runs as (its ARM token's `oid`); None when the token hides it."""
+        return object_id_of_token(self.access_token())
 
     def cluster_user_kubeconfig(self, cluster_id: str) -> str:
         """The AKS kubeconfig from `listClusterUserCredential` (in the cloud and the sandbox alike)."""

@@ -4,8 +4,9 @@
 from the spec's naming (`namespace_of`, `service_account_of`), Key Vault and tenant from the
 environment, the workload identity's client id and the ACR login server from the platform's
 outputs, the health check path from the component (unless the target group's own check is
-known). `options_from_flags` builds them from `translate ecs` flags and names the flag in
-every problem.
+known), the Key Vault secret names and JSON-key mode from the component's `secrets`.
+`options_from_flags` builds them from `translate ecs` flags and names the flag in every
+problem.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def options_for(
         acr_login_server=outputs.acr_login_server if outputs else None,
         key_vault=KeyVault(name=env.azure.key_vault.name, tenant_id=env.azure.tenant_id),
         workload_client_id=client_id,
-        secret_names=dict(secret_names or {}),
+        # the spec's names, then the caller's (which win)
+        secret_names={**part.secrets.names, **(secret_names or {})},
+        json_key_secrets=part.secrets.json_keys,
         expose=expose,
         ingress=IngressOptions(hosts=hosts) if expose == "Ingress" and hosts else None,
         health_check=health_check or TargetGroupHealthCheck(path=part.health_check_path),

@@ -75,7 +75,8 @@ def test_staging_creates_everything_then_a_rerun_changes_nothing(
     from flows.platform import platform_flow
 
     first = platform_flow(spec_path=str(SPEC_PATH), env="staging")
-    wanted = desired_platform(spec, spec.environment("staging"))
+    # the operator running the tool is the deployer: Key Vault Secrets Officer on the vault
+    wanted = desired_platform(spec, spec.environment("staging"), emulator.config.operator_oids[0])
     assert first.plan.counts()["create"] == len(wanted)
     assert sorted(first.applied) == sorted(r.id for r in wanted)
     assert first.outputs is not None
@@ -85,7 +86,8 @@ def test_staging_creates_everything_then_a_rerun_changes_nothing(
 
     second = platform_flow(spec_path=str(SPEC_PATH), env="staging")
     assert second.plan.is_empty and second.applied == []
-    assert _count_role_assignments(emulator, spec, "staging") == 3  # AcrPull + 2 x Key Vault Secrets User
+    # AcrPull + 2 x Key Vault Secrets User + Key Vault Secrets Officer for the deployer
+    assert _count_role_assignments(emulator, spec, "staging") == 4
 
 
 def test_drift_behind_the_tools_back_is_planned_as_an_update_and_repaired(
@@ -166,7 +168,7 @@ def test_killed_part_way_then_rerun_completes_without_duplicates(
             assert again.plan.is_empty
             names = [r.name for r in groups.resources.list_by_resource_group(env.azure.resource_group)]
             assert len(names) == len(set(names))
-            assert _count_role_assignments(emulator, spec, "production") == 3
+            assert _count_role_assignments(emulator, spec, "production") == 4
         finally:
             for key in _azure_env(emulator):
                 os.environ.pop(key, None)
