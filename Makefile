@@ -35,8 +35,10 @@ typecheck: deps
 importlint: deps
 	$(BIN)/lint-imports
 
+# Two workers (the machines have 2 cores); a module's tests stay together on one worker,
+# so module fixtures (a sandbox of their own) are started once.
 pytest: deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: deps
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmark has landed yet (see benchmarks/README.md)"; exit 0; }; for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from flows.approval import approval_gate, refusal_state
+from flows.approval import approval_gate, refusal_state, scaled_waits
 from flows.cutover import cutover_flow
 from flows.images import ImagesResult, images_flow
 from flows.platform import PlatformResult, platform_flow
@@ -169,7 +169,7 @@ def _cut_over(
     outcome.seconds[f"cutover {COMPONENT}"] = round(time.monotonic() - began, 1)
 
 
-def _production_request(spec_path: str, spec: Spec, staging: EnvironmentOutcome | None) -> str:
+def _production_request(spec_path: str, spec: Spec, staging: EnvironmentOutcome | None, time_scale: float) -> str:
     """What phase 2 changes (the production plans) and what staging proved."""
     plans: list[Plan] = [
         platform_flow.with_options(flow_run_name="plan-platform-production")(spec_path, "production", dry_run=True).plan
@@ -193,10 +193,11 @@ def _production_request(spec_path: str, spec: Spec, staging: EnvironmentOutcome 
         evidence.append(f"staging DNS cutover: {staging.cutover.outcome}")
     if staging is None:
         evidence.append("staging was not part of this run: check its last migration report")
-    return render_request("production", plans, evidence, list(spec.approvals.approvers), spec.approvals.timeout_seconds)
+    timeout, _ = scaled_waits(spec.approvals.timeout_seconds, time_scale)
+    return render_request("production", plans, evidence, list(spec.approvals.approvers), timeout)
 
 
-def _cutover_request(spec: Spec, production: EnvironmentOutcome) -> str:
+def _cutover_request(spec: Spec, production: EnvironmentOutcome, time_scale: float) -> str:
     names = [r.name for r in spec.environment("production").dns.records if r.component == COMPONENT]
     steps = ", ".join(f"{w}%" for w in spec.cutover.weight_steps)
     evidence = []
@@ -210,9 +211,8 @@ def _cutover_request(spec: Spec, production: EnvironmentOutcome) -> str:
         f"the cutover moves {', '.join(names)} to Azure in steps of {steps}, each baked "
         f"{spec.cutover.bake_seconds} s; a failed gate restores the saved records exactly"
     )
-    return render_request(
-        "production-cutover", [], evidence, list(spec.approvals.approvers), spec.approvals.timeout_seconds
-    )
+    timeout, _ = scaled_waits(spec.approvals.timeout_seconds, time_scale)
+    return render_request("production-cutover", [], evidence, list(spec.approvals.approvers), timeout)
 
 
 @flow(name="migration", flow_run_name="migration-{env}", validate_parameters=True)
@@ -247,7 +247,7 @@ def migration_flow(
             decision = approval_gate(
                 spec,
                 "production",
-                _production_request(spec_path, spec, staging),
+                _production_request(spec_path, spec, staging, time_scale),
                 auto_approve=auto_approve,
                 time_scale=time_scale,
             )
@@ -258,7 +258,7 @@ def migration_flow(
             decision = approval_gate(
                 spec,
                 "production-cutover",
-                _cutover_request(spec, production),
+                _cutover_request(spec, production, time_scale),
                 auto_approve=auto_approve,
                 time_scale=time_scale,
             )

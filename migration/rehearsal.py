@@ -11,6 +11,7 @@ environment that must be clean -> the report (printed, and kept in .sandbox/repo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,8 +70,11 @@ def prefect_server(state_dir: Path, progress: Callable[[str], None]) -> Iterator
         progress(f"Prefect UI: {url}  (approve the paused run there, or: mmrv-migrate approve RUN_ID --approver NAME)")
         previous = {k: os.environ.get(k) for k in ("PREFECT_API_URL",)}
         os.environ["PREFECT_API_URL"] = f"{url}/api"
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
         try:
-            yield url
+            with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):  # also when Prefect read its settings
+                yield url
         finally:
             for key, value in previous.items():
                 if value is None:
@@ -103,9 +107,13 @@ def rehearse(
 
     spec = load_spec(spec_path)
     began = time.monotonic()
+    # a `kill` (SIGTERM) unwinds like Ctrl-C, so the sandbox and the users are stopped below
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     up(state_dir, spec=spec, fault_rate=fault_rate, seed=seed, progress=progress)
     running: list[Any] = []
+    server = prefect_server(state_dir, progress) if approve_in_ui else _nothing()
     try:
+        server.__enter__()  # before any flow runs: the runs must report to the server people look at
         activate_sandbox_profile(state_dir)
         from flows.drift import drift_flow
         from flows.inventory import inventory_flow
@@ -135,8 +143,7 @@ def rehearse(
             users = start(config, state_dir=state_dir, label=f"traffic-{environment.name}-{COMPONENT}")
             running.append(users)
             urls[environment.name] = users.url
-        with prefect_server(state_dir, progress) if approve_in_ui else _nothing():
-            migrated = _migrate(spec_path, urls, time_scale, auto_approve=not approve_in_ui)
+        migrated = _migrate(spec_path, urls, time_scale, auto_approve=not approve_in_ui)
         traffic = {env: _stats(url) for env, url in urls.items()}
         checks: list[str] = []
         drifted: list[str] = []
@@ -177,9 +184,17 @@ def rehearse(
             )
         return report_text
     finally:
-        for users in running:
-            users.stop()
-        down(state_dir)
+        try:
+            for users in running:
+                users.stop()
+            server.__exit__(None, None, None)
+            down(state_dir)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextmanager

@@ -118,11 +118,11 @@ def own_sandbox(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None)
     state_dir = tmp_path_factory.mktemp("own-sandbox")
     running = start_sandbox(state_dir)
     previous = running.activate()
-    forget_cutover_state()
     try:
-        yield running
-    finally:
         forget_cutover_state()
+        yield running
+        forget_cutover_state()
+    finally:
         RunningSandbox.restore(previous)
         down(state_dir)
 
@@ -143,3 +143,10 @@ def secret_values(client: object) -> list[str]:
                 pass
     assert len(values) >= 6, "the sandbox seeds secrets"
     return values
+
+
+def fault_tolerant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tool's default retry budget (other fixtures of the session shrink it for speed), quicker backoff."""
+    monkeypatch.setenv("MMRV_AWS_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("MMRV_TASK_RETRIES", "4")
+    monkeypatch.setenv("MMRV_RETRY_BASE_SECONDS", "0.3")

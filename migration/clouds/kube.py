@@ -20,6 +20,7 @@ import base64
 import builtins
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,13 +101,26 @@ class ServerSettings:
 class KubeGateway:
     """One cluster's API: get/list/apply/patch/delete on dicts, with the tool's error kinds."""
 
-    def __init__(self, settings: ServerSettings, token: str, *, extra_ca_bundle: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        token: str,
+        *,
+        extra_ca_bundle: str | None = None,
+        attempts: int = 5,
+        backoff_seconds: float = 0.2,
+    ) -> None:
         self.server = settings.server
+        # Every verb is idempotent (reads, server-side apply of a whole manifest, a replace patch,
+        # delete-if-present), so a 429/5xx or a dropped connection is retried here, with backoff
+        # and Retry-After, like boto3 and the Azure SDKs do; what is left reaches the task's retries.
+        self.attempts = max(1, attempts)
+        self.backoff_seconds = max(0.0, backoff_seconds)
         configuration = k8s.Configuration()
         configuration.host = settings.server
         configuration.api_key = {"BearerToken": token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        configuration.retries = False  # the tool's tasks retry transient failures, with backoff
+        configuration.retries = False  # retried in `_call`, where the error kinds are known
         if settings.ca_pem:
             self._ca_file = tempfile.NamedTemporaryFile(prefix="mmrv-kube-ca-", suffix=".pem")  # noqa: SIM115
             self._ca_file.write(settings.ca_pem)
@@ -143,17 +157,26 @@ class KubeGateway:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        with kube_errors(what):
-            method, url, headers, body, _post = self.api.param_serialize(
-                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
-            )
-            response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
-            data = response.read()
-            if not 200 <= response.status <= 299:
-                raise k8s.ApiException(
-                    status=response.status, reason=response.reason, body=data.decode("utf-8", "replace")
-                )
-            return json.loads(data) if data else {}
+        method, url, headers, body, _post = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        for attempt in range(1, self.attempts + 1):
+            retry_after: str | None = None
+            try:
+                with kube_errors(what):
+                    response = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
+                    data = response.read()
+                    if not 200 <= response.status <= 299:
+                        retry_after = response.getheader("Retry-After")
+                        raise k8s.ApiException(
+                            status=response.status, reason=response.reason, body=data.decode("utf-8", "replace")
+                        )
+                    return json.loads(data) if data else {}
+            except TransientError:
+                if attempt == self.attempts:
+                    raise
+                time.sleep(_delay(retry_after, self.backoff_seconds * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         what = _what(kind, namespace, name)
@@ -225,6 +248,16 @@ def kube_errors(what: str) -> Iterator[None]:
         raise PermanentError("kubernetes", text, status) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise TransientError("kubernetes", f"{what}: connection problem: {type(exc).__name__}: {exc}") from None
+
+
+def _delay(retry_after: str | None, backoff: float) -> float:
+    """Retry-After (seconds) when the server sent one, else the backoff; never more than 10 s."""
+    if retry_after:
+        try:
+            return min(10.0, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    return min(10.0, backoff)
 
 
 def _status_message(exc: k8s.ApiException) -> str:

@@ -39,9 +39,8 @@ from migration.spec import Spec, load_spec
 from sandbox.oci import ImageBuilder, ImageSpec, LayerSpec, RegistryPusher
 from sandbox.services import ECR_REGISTRY_USER, ecr_registry_password
 from sandbox.state import read_state
-from tests.conftest import SPEC_PATH, RunningSandbox
+from tests.conftest import SPEC_PATH, RunningSandbox, fault_tolerant
 from tests.flows.test_cutover_flow import artifacts_of, records_of, route53, zone_id
-from tests.flows.test_on_sandbox import fault_tolerant
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("prefect_harness")]
 

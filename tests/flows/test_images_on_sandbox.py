@@ -22,7 +22,7 @@ from migration.clouds.logins import client_for
 from migration.platform import acr_id, desired_platform, rg_id
 from migration.settings import AzureSettings
 from migration.spec import load_spec
-from tests.conftest import SPEC_PATH, RunningSandbox, start_sandbox
+from tests.conftest import SPEC_PATH, RunningSandbox, fault_tolerant, start_sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("prefect_harness")]
 
@@ -99,9 +99,11 @@ def test_import_on_the_sandbox_acr_then_copy_finds_nothing_to_do(on_sandbox: Run
 
 
 def test_copy_and_import_complete_and_verify_under_twenty_percent_faults(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.images import images_flow
+
+    fault_tolerant(monkeypatch)  # the session's other fixtures may have shrunk the retry budget
 
     state_dir = tmp_path_factory.mktemp("images-faulty")
     for running in _with_acr(state_dir, 0.2):

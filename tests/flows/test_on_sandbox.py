@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from migration.inventory import Inventory
-from tests.conftest import ROOT, SPEC_PATH, RunningSandbox, secret_values
+from tests.conftest import ROOT, SPEC_PATH, RunningSandbox, fault_tolerant, secret_values
 from tests.flows.test_inventory_flow import artifacts_of, logs_of
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("prefect_harness")]
@@ -67,13 +67,6 @@ def _secret_values(sandbox: RunningSandbox) -> list[str]:
         aws_secret_access_key="testing",
     )
     return secret_values(client)
-
-
-def fault_tolerant(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tool's default retry budget (other fixtures of the session shrink it for speed), quicker backoff."""
-    monkeypatch.setenv("MMRV_AWS_MAX_ATTEMPTS", "5")
-    monkeypatch.setenv("MMRV_TASK_RETRIES", "4")
-    monkeypatch.setenv("MMRV_RETRY_BASE_SECONDS", "0.3")
 
 
 def test_inventory_is_identical_with_20_percent_faults(

@@ -300,17 +300,17 @@ def test_a_refused_token_is_a_permanent_error(kube: EmulatorProcess, token: str)
 
 
 def test_a_refused_connection_is_transient() -> None:
-    with KubeGateway(ServerSettings(f"http://127.0.0.1:{free_port()}", None), make_token()) as gw:
+    with KubeGateway(ServerSettings(f"http://127.0.0.1:{free_port()}", None), make_token(), attempts=3) as gw:
         started = time.monotonic()
         with pytest.raises(TransientError) as caught:
             gw.get("v1", "ConfigMap", "mmrv", "settings")
     assert "ConfigMap mmrv/settings: connection problem" in str(caught.value)
     assert caught.value.status is None
-    assert time.monotonic() - started < 10  # no client-side retries: the tasks retry, with backoff
+    assert time.monotonic() - started < 10  # three quick attempts, then the task's retry policy
 
 
-def test_a_dropped_connection_is_transient_and_not_retried_by_the_client() -> None:
-    """The API server hangs up without answering: one attempt, then TransientError for the task's retry policy."""
+def test_a_dropped_connection_is_retried_then_transient() -> None:
+    """The API server hangs up without answering: the gateway's attempts, then TransientError for the task."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     accepted: list[int] = []
@@ -329,14 +329,15 @@ def test_a_dropped_connection_is_transient_and_not_retried_by_the_client() -> No
     thread.start()
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        with KubeGateway(ServerSettings(url, None), make_token()) as gw, pytest.raises(TransientError) as caught:
+        gateway = KubeGateway(ServerSettings(url, None), make_token(), attempts=3, backoff_seconds=0.01)
+        with gateway as gw, pytest.raises(TransientError) as caught:
             gw.get("v1", "ConfigMap", "mmrv", "settings")
     finally:
         stop.set()
         thread.join(timeout=5)
         listener.close()
     assert "ConfigMap mmrv/settings: connection problem" in str(caught.value)
-    assert len(accepted) == 1
+    assert len(accepted) == 3
 
 
 class _Canned(BaseHTTPRequestHandler):
@@ -380,7 +381,10 @@ def canned() -> Iterator[str]:
      (409, PermanentError), (403, PermanentError), (400, PermanentError)],
 )  # fmt: skip
 def test_status_codes_map_to_error_kinds(canned: str, code: int, kind: type[Exception]) -> None:
-    with KubeGateway(ServerSettings(canned, None), make_token()) as gw, pytest.raises(kind) as caught:
+    with (
+        KubeGateway(ServerSettings(canned, None), make_token(), backoff_seconds=0.01) as gw,
+        pytest.raises(kind) as caught,
+    ):
         gw.get("v1", "ConfigMap", "mmrv", str(code))
     assert type(caught.value) is kind
     assert f"ConfigMap mmrv/{code}: {code} Canned: canned answer {code}" in str(caught.value)
