@@ -262,6 +262,11 @@ def _aks(spec: Spec, env: Environment, tags: dict[str, str], subnet: str | None)
                 "agentPoolProfiles": pools,
                 "oidcIssuerProfile": {"enabled": True},
                 "securityProfile": {"workloadIdentity": {"enabled": True}},
+                # the Secrets Store CSI driver with the Azure provider: what serves the ship's
+                # SecretProviderClass (Key Vault secrets mounted through the workload identity)
+                "addonProfiles": {
+                    "azureKeyvaultSecretsProvider": {"enabled": True, "config": {"enableSecretRotation": "true"}}
+                },
                 "aadProfile": {"managed": True, "enableAzureRBAC": True, "tenantID": az.tenant_id},
                 "disableLocalAccounts": True,
                 "networkProfile": network,
