@@ -30,7 +30,7 @@ from flows.images import ImagesResult, images_flow
 from flows.platform import PlatformResult, platform_flow
 from flows.ship import ShipResult, ship_flow
 from migration.approval import Decision, render_request
-from migration.cutover import CutoverReport
+from migration.cutover import CutoverReport, target_of_url
 from migration.errors import CloudError, InputError
 from migration.plan import Plan
 from migration.spec import DEFAULT_SPEC_PATH, Spec, load_spec
@@ -108,14 +108,6 @@ class MigrationResult(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _azure_target(url: str) -> str:
-    """The DNS target of the AKS load balancer: the host of its URL (an IP for A records, a name for CNAMEs)."""
-    host = url.split("://", 1)[-1].split("/", 1)[0]
-    if host.startswith("["):
-        return host[1 : host.index("]")]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 def _phase(
     spec_path: str,
     env: str,
@@ -161,7 +153,7 @@ def _cut_over(
         spec_path=spec_path,
         env=env,
         component=COMPONENT,
-        azure_target=_azure_target(url),
+        azure_target=target_of_url(url),
         azure_url=url,
         time_scale=time_scale,
         metrics_query_url=metrics_query_url,

@@ -184,7 +184,7 @@ def ship_flow(
     federation = ensure_federation(spec_path, env, component, outputs.aks_oidc_issuer, source.task_role_arn, dry_run)
     role_arn = federation.role_arn
     translation = _translate(spec_path, env, component, source, images, outputs, role_arn)
-    actions = [i for i in translation.report if i.severity == "action" and i.field not in spec.ship.acknowledged]
+    actions = translation.unresolved_actions(spec.ship.acknowledged)
     if actions:
         raise PermanentError(
             "translate",

@@ -168,6 +168,14 @@ def target_type(target: str) -> str:
     return "CNAME"
 
 
+def target_of_url(url: str) -> str:
+    """The DNS target behind an external URL: its host (an IP for A records, a name for CNAMEs), no port."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def scaled(seconds: float, time_scale: float) -> float:
     """A wait as it happens: the cloud's seconds times the time scale (1 in the cloud, e.g. 0.01 in a rehearsal)."""
     if not time_scale > 0 or math.isinf(time_scale):

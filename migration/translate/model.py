@@ -244,6 +244,11 @@ class Translation(Frozen):
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for i in self.report if i.severity == s) for s in SEVERITY_ORDER}
 
+    def unresolved_actions(self, acknowledged: list[str] | tuple[str, ...] = ()) -> list[ReportItem]:
+        """The items a person must deal with before the workload can run on AKS, less those acknowledged
+        (by field path, the spec's `ship.acknowledged`): a ship refuses to start while any is left."""
+        return [i for i in self.report if i.severity == "action" and i.field not in acknowledged]
+
     def manifest(self, kind: str, name: str | None = None) -> dict[str, Any]:
         """The one manifest of `kind` (and `name`); KeyError when there is none."""
         for m in self.manifests:

@@ -784,3 +784,29 @@ def test_ingress_url_reads_the_ingress_load_balancer() -> None:
     assert ingress_url(ingress) == "http://20.61.3.9"
     ingress["status"] = {}
     assert ingress_url(ingress) is None
+
+
+def test_the_dns_target_of_an_external_url_is_its_host_without_the_port() -> None:
+    from migration.cutover import target_of_url
+
+    assert target_of_url("http://127.0.0.1:31234") == "127.0.0.1"
+    assert target_of_url("http://20.50.1.2") == "20.50.1.2"
+    assert target_of_url("https://api.example.com:8443/healthz") == "api.example.com"
+    assert target_of_url("http://[2001:db8::1]:8080") == "2001:db8::1"
+
+
+def test_only_unacknowledged_action_items_stop_a_ship() -> None:
+    from migration.translate.model import ReportItem, Translation
+
+    items = [
+        ReportItem(field="service.loadBalancers[0].targetGroupArn", severity="action", ecs="ALB", outcome="none"),
+        ReportItem(field="taskDefinition.taskRoleArn", severity="action", ecs="role", outcome="no AWS access"),
+        ReportItem(field="taskDefinition.ulimits", severity="warning", ecs="ulimits", outcome="runtime defaults"),
+    ]
+    translation = Translation(source="x:1", namespace="mmrv", name="mmrv-backend", manifests=[], report=items)
+    assert [i.field for i in translation.unresolved_actions()] == [
+        "service.loadBalancers[0].targetGroupArn",
+        "taskDefinition.taskRoleArn",
+    ]
+    acknowledged = ["service.loadBalancers[0].targetGroupArn"]
+    assert [i.field for i in translation.unresolved_actions(acknowledged)] == ["taskDefinition.taskRoleArn"]
