@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from migration.cutover import BakeResult, scaled
 from migration.errors import InputError, PermanentError
 from migration.plan import Plan
+from migration.platform import PlatformOutputs
 from migration.settings import RetrySettings
 from migration.ship import ShipEvidence, render_diff
 from migration.spec import DEFAULT_SPEC_PATH, load_spec
@@ -108,7 +109,7 @@ def _translate(
     component: str,
     source: EcsSource,
     images: list[PinnedImage],
-    outputs: object,
+    outputs: PlatformOutputs,
     role: str | None,
 ) -> Translation:
     spec = load_spec(spec_path)
@@ -122,7 +123,7 @@ def _translate(
         spec,
         env,
         component,
-        outputs=outputs,  # type: ignore[arg-type]
+        outputs=outputs,
         images={i.source: i.target for i in images},
         health_check=health,
         autoscaling=autoscaling,
